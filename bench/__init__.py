@@ -1,0 +1,21 @@
+"""archbench: benchmark and profile PyTorch model architectures across sweeps.
+
+Import-light on purpose (no torch): `import bench` is cheap, and the parent process of a run
+never initialises CUDA before its workers fork.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def load(paths: Any) -> pd.DataFrame:
+    """Load one or more run folders (or results.jsonl files) as a pandas DataFrame."""
+    from bench.results import load as _load
+
+    return _load(paths)

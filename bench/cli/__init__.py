@@ -1,0 +1,53 @@
+"""The `archbench` command line: the only place that prints for humans and picks exit codes.
+
+Exit codes: 0 success; 1 the command ran but found a problem in the results (a case failed,
+crashed, ran out of memory or timed out; a regression); 2 bad input or usage (the message
+says which file, key and fix); 130 interrupted by Ctrl-C (finished work is saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from bench import __version__
+from bench.cli.console import error_console
+from bench.errors import BenchError
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: Each module defines `register(subparsers)`, which adds its parser and sets `handler`.
+COMMAND_MODULES = ("bench.cli.run_cmd", "bench.cli.list_cmd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="archbench",
+        description="Benchmark PyTorch model architectures: sweep depth, width, pruning, "
+                    "precision and compile on CPU and CUDA, measured honestly.",
+        epilog="Exit codes: 0 ok; 1 a case failed or a regression was found; 2 bad input; "
+               "130 interrupted.")
+    parser.add_argument("--version", action="version", version=f"archbench {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except BenchError as exc:
+        error_console().print(f"[bold red]error:[/] {exc}", highlight=False, markup=True,
+                              soft_wrap=True)
+        return getattr(exc, "exit_code", EXIT_USAGE)
+    except KeyboardInterrupt:
+        error_console().print("interrupted", style="yellow")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `archbench list ... | head`
+        sys.stderr.close()
+        return EXIT_OK

@@ -1,0 +1,125 @@
+"""`archbench run`: measure the cases of suites into a run folder, with a progress bar."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from bench.cli.console import console
+from bench.cli.suites import add_suite_arguments, load_suites
+from bench.isolation import ISOLATION_MODES
+from bench.results import FAILURE_STATUSES, Record
+from bench.runner import RunInterrupted, RunOptions, RunResult, run
+from bench.spec import Case
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "run", help="measure the cases of suites",
+        description="Measure every case of the suites, each in its own worker process, and "
+                    "store raw results in a run folder (default reports/runs/<run-id>/).",
+        epilog="Exit codes: 0 every case ok or unsupported; 1 some case failed, crashed, ran "
+               "out of memory or timed out; 2 bad suite or options; 130 interrupted "
+               "(finished cases are saved; continue with --resume --out RUN_DIR).")
+    add_suite_arguments(parser)
+    parser.add_argument("--out", "-o", type=Path, metavar="RUN_DIR",
+                        help="run folder to write (default: reports/runs/<time>-<suite>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out, skipping cases already recorded")
+    parser.add_argument("--isolation", choices=ISOLATION_MODES, default="forkserver",
+                        help="forkserver (default): a fresh worker process per case; spawn: "
+                             "the same from a new interpreter (slow start); inline: in this "
+                             "process, for debugging (no timeouts, a crash ends the run)")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    suites, cases = load_suites(args)
+    options = RunOptions(out=args.out, isolation=args.isolation, resume=args.resume,
+                         command=["archbench", *sys.argv[1:]])
+    observer = ProgressObserver()
+    try:
+        with observer:
+            result = run(suites, cases, options, observer)
+    except RunInterrupted as exc:
+        console().print(f"[yellow]{exc}[/]")
+        return 130
+    observer.summary(result)
+    return 1 if any(r.status in FAILURE_STATUSES for r in result.records) else 0
+
+
+class ProgressObserver:
+    """A rich progress bar (case i/N, ETA) with one line per finished case above it."""
+
+    def __init__(self) -> None:
+        self.out = console()
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), console=self.out, transient=True)
+        self.task = self.progress.add_task("", total=None)
+
+    def __enter__(self) -> ProgressObserver:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def run_started(self, run_dir: Path, total: int, skipped: int) -> None:
+        self.progress.update(self.task, total=total, completed=skipped)
+        self.out.print(f"run folder: {run_dir}")
+        if skipped:
+            self.out.print(f"resuming: {skipped} of {total} case(s) already recorded")
+
+    def case_started(self, index: int, total: int, case: Case) -> None:
+        self.progress.update(self.task, description=case.name)
+
+    def case_finished(self, index: int, total: int, record: Record) -> None:
+        self.progress.advance(self.task)
+        width = len(str(total))
+        self.out.print(f"{_status(record.status)} [{index:>{width}}/{total}] {record.name}  "
+                       f"{describe(record)}", highlight=False, soft_wrap=True)
+
+    def summary(self, result: RunResult) -> None:
+        counts = ", ".join(f"{result.count(s)} {s}" for s in
+                           ("ok", "unsupported", *FAILURE_STATUSES) if result.count(s))
+        done = len(result.records)
+        resumed = f", {result.skipped} resumed" if result.skipped else ""
+        self.out.print(f"{done} case(s) run{resumed}: {counts or 'nothing to do'}")
+        self.out.print(f"results: {result.run_dir / 'results.jsonl'}", soft_wrap=True)
+        self.out.print(f"load them with: python -c \"import bench; "
+                       f"print(bench.load('{result.run_dir}'))\"", soft_wrap=True)
+
+
+_STATUS_STYLE = {"ok": "[green]  ok[/]", "unsupported": "[yellow]skip[/]"}
+
+
+def _status(status: str) -> str:
+    return _STATUS_STYLE.get(status, "[bold red]FAIL[/]")
+
+
+def describe(record: Record) -> str:
+    """One-line result: median, noise achieved and samples; or the status and reason."""
+    if record.status != "ok":
+        reason = (record.reason or "").splitlines()[0] if record.reason else ""
+        return f"{record.status}: {reason}"
+    timing = record.timing or {}
+    samples = sorted(timing.get("samples_ns") or [])
+    if not samples:
+        return "ok (no samples)"
+    median_ms = samples[len(samples) // 2] / 1e6 if len(samples) % 2 else (
+        (samples[len(samples) // 2 - 1] + samples[len(samples) // 2]) / 2e6)
+    ci = timing.get("ci_rel")
+    ci_text = f"±{ci * 100:.1f}%" if ci is not None else "±?"
+    met = "" if timing.get("target_met") else " (target not met)"
+    return f"median {median_ms:.4g} ms {ci_text}{met}  n={len(samples)}"

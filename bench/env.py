@@ -1,0 +1,160 @@
+"""The environment a run measured in: everything that moves the numbers, recorded with them.
+
+Two halves: `host_info()` runs in the parent and never imports torch (so the parent never
+initialises CUDA before workers fork); `torch_info()` runs inside a worker. `fingerprint()`
+picks the keys that must match for two runs to be comparable.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+#: Keys whose values must agree for two runs to be compared (see bench.compare).
+FINGERPRINT_KEYS = ("cpu_model", "gpus", "torch_version", "cuda_version", "threads")
+
+
+def host_info(cwd: str | Path | None = None) -> dict[str, Any]:
+    """Machine, OS, Python, CPU, GPUs (through NVML, never CUDA) and the git state."""
+    cpu_freq = _safe(psutil.cpu_freq)
+    info: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "user": _safe(getpass.getuser),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "executable": sys.executable,
+        "cpu_model": cpu_model(),
+        "cpu_count_logical": psutil.cpu_count(logical=True),
+        "cpu_count_physical": psutil.cpu_count(logical=False),
+        "cpu_freq_max_mhz": getattr(cpu_freq, "max", None) or None,
+        "cpu_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "cpu_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "avx512_fp16",
+                                           "amx_bf16", "amx_int8", "amx_tile", "f16c", "fma"}),
+        "memory_total_bytes": psutil.virtual_memory().total,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
+    info["gpus"], info["gpu_error"] = nvml_gpus()
+    info.update(git_state(cwd))
+    return info
+
+
+def torch_info() -> dict[str, Any]:
+    """Torch build and settings, read inside the worker (imports torch, may query CUDA)."""
+    import torch
+
+    info: dict[str, Any] = {
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda,
+        "cudnn_version": torch.backends.cudnn.version() if torch.backends.cudnn.is_available()
+        else None,
+        "cpu_capability": _safe(torch.backends.cpu.get_cpu_capability),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "default_threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if info["cuda_available"]:
+        info["cuda_devices"] = [
+            {"index": i, "name": torch.cuda.get_device_name(i),
+             "capability": list(torch.cuda.get_device_capability(i))}
+            for i in range(torch.cuda.device_count())
+        ]
+    return info
+
+
+def fingerprint(env: Mapping[str, Any]) -> dict[str, Any]:
+    """The comparable subset; `gpus` reduced to names so serial numbers do not differ."""
+    out = {key: env.get(key) for key in FINGERPRINT_KEYS}
+    out["gpus"] = sorted(g.get("name", "") for g in env.get("gpus") or [])
+    return out
+
+
+def fingerprint_hash(env: Mapping[str, Any]) -> str:
+    payload = json.dumps(fingerprint(env), sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# ---- pieces ---------------------------------------------------------------------------------
+def cpu_model() -> str:
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def nvml_gpus() -> tuple[list[dict[str, Any]], str | None]:
+    """GPU names, UUIDs and driver through NVML; ([], reason) when NVML cannot answer."""
+    try:
+        import pynvml
+    except ImportError:
+        return [], "nvidia-ml-py is not installed"
+    try:
+        pynvml.nvmlInit()
+    except Exception as exc:  # NVMLError has many subclasses; all mean "no NVML here"
+        return [], f"NVML unavailable: {exc}"
+    try:
+        driver = _text(pynvml.nvmlSystemGetDriverVersion())
+        gpus = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            gpus.append({"index": index, "name": _text(pynvml.nvmlDeviceGetName(handle)),
+                         "uuid": _text(pynvml.nvmlDeviceGetUUID(handle)), "driver": driver})
+        return gpus, None
+    except Exception as exc:
+        return [], f"NVML query failed: {exc}"
+    finally:
+        _safe(pynvml.nvmlShutdown)
+
+
+def git_state(cwd: str | Path | None = None) -> dict[str, Any]:
+    """Commit and dirty flag of the repository around `cwd`, or Nones outside a repository."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                                  timeout=5, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"git_commit": commit, "git_dirty": bool(status) if commit else None,
+            "git_branch": git("rev-parse", "--abbrev-ref", "HEAD") if commit else None}
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _safe(fn: Any) -> Any:
+    try:
+        return fn()
+    except Exception:
+        return None

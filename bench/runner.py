@@ -1,0 +1,224 @@
+"""Run suites: every case in isolation, every outcome a record on disk as soon as it ends.
+
+A failing case (exception, OOM, crash, hang) becomes a record with its status and message and
+the sweep goes on. Ctrl-C kills the running worker, marks the run interrupted and leaves every
+finished record on disk; `resume` continues a run folder without redoing finished cases.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from bench import __version__, env
+from bench.errors import BenchError
+from bench.isolation import Backend, Outcome, backend_for
+from bench.results import Record, ResultsStore, read_run
+from bench.spec import Case, Suite
+from bench.worker import Message, WorkerJob
+
+DEFAULT_RUNS_DIR = Path("reports") / "runs"
+
+
+class RunObserver(Protocol):
+    """Progress callbacks (the CLI draws its progress bar from these)."""
+
+    def run_started(self, run_dir: Path, total: int, skipped: int) -> None: ...
+
+    def case_started(self, index: int, total: int, case: Case) -> None: ...
+
+    def case_finished(self, index: int, total: int, record: Record) -> None: ...
+
+
+class RunInterrupted(BenchError):
+    """Ctrl-C stopped the run; everything finished is on disk and `--resume` continues."""
+
+    def __init__(self, run_dir: Path, done: int, total: int) -> None:
+        self.run_dir = run_dir
+        super().__init__(f"interrupted after {done} of {total} cases; finished cases are saved "
+                         f"in {run_dir}. Continue with: archbench run ... --resume --out "
+                         f"{run_dir}")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    records: list[Record] = field(default_factory=list)
+    skipped: int = 0
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.records)
+
+
+@dataclass
+class RunOptions:
+    out: Path | None = None
+    isolation: str = "forkserver"
+    resume: bool = False
+    #: Passed on the command line, kept in run.json so the run can be repeated exactly.
+    command: list[str] = field(default_factory=list)
+
+
+def run(suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
+        observer: RunObserver | None = None) -> RunResult:
+    """Run `cases` (taken from `suites`) into a run folder; returns the records of this run."""
+    run_dir = _prepare_run_dir(suites, options)
+    store = ResultsStore(run_dir)
+    done = {r.case_id for r in store.records()} if options.resume else set()
+    todo = [c for c in cases if c.case_id not in done]
+    result = RunResult(run_dir=run_dir, skipped=len(cases) - len(todo))
+    backend = backend_for(options.isolation)
+    meta = _run_meta(run_dir, suites, cases, options, backend, store)
+    store.write_run(meta)
+    if observer:
+        observer.run_started(run_dir, len(cases), result.skipped)
+    search_path = _search_path(suites)
+    (run_dir / "logs").mkdir(exist_ok=True)
+    try:
+        for index, case in enumerate(todo, start=result.skipped + 1):
+            if observer:
+                observer.case_started(index, len(cases), case)
+            record = run_case(case, backend, meta["run_id"], search_path=search_path,
+                              log_dir=run_dir / "logs" if backend.name != "inline" else None)
+            store.append(record)
+            result.records.append(record)
+            if observer:
+                observer.case_finished(index, len(cases), record)
+    except KeyboardInterrupt:
+        _finish(store, meta, "interrupted")
+        raise RunInterrupted(run_dir, result.skipped + len(result.records), len(cases)) from None
+    except BaseException:
+        _finish(store, meta, "failed")
+        raise
+    finally:
+        backend.close()
+    _finish(store, meta, "complete")
+    return result
+
+
+def run_case(case: Case, backend: Backend, run_id: str, *, search_path: Sequence[str] = (),
+             log_dir: Path | None = None,
+             on_message: Callable[[Message], None] | None = None) -> Record:
+    """Run one case on a backend and turn whatever happened into a Record."""
+    started = datetime.now(UTC)
+    log_path = str(log_dir / f"{case.case_id}.log") if log_dir else None
+    job = WorkerJob(case=case, search_path=tuple(search_path), log_path=log_path)
+    clock_start = time.perf_counter()
+    outcome = backend.run(job, case.settings.timeout_s, on_message or (lambda m: None))
+    record = make_record(case, outcome, run_id, started_at=started.isoformat(),
+                         duration_s=time.perf_counter() - clock_start)
+    if log_path and not _has_content(log_path):
+        Path(log_path).unlink(missing_ok=True)
+    return record
+
+
+def make_record(case: Case, outcome: Outcome, run_id: str, *, started_at: str,
+                duration_s: float) -> Record:
+    payload = outcome.payload or {}
+    info = dict(payload.get("info", {}))
+    info["phases"] = [[name, t] for name, t in outcome.phases]
+    if outcome.pid is not None:
+        info["worker_pid"], info["worker_exitcode"] = outcome.pid, outcome.exitcode
+    return Record(
+        run_id=run_id,
+        case_id=case.case_id,
+        name=case.name,
+        suite=case.suite,
+        sweep=case.sweep,
+        params=case.params(),
+        settings=case.settings.to_dict(),
+        status=outcome.status,
+        reason=outcome.message,
+        traceback=outcome.traceback,
+        timing=payload.get("timing"),
+        metrics=payload.get("metrics", {}),
+        info=info,
+        warnings=tuple(payload.get("warnings", ())),
+        started_at=started_at,
+        duration_s=duration_s,
+    )
+
+
+def probe_torch(backend: Backend) -> dict[str, Any]:
+    """Torch build info, read in a worker so this process never imports torch or CUDA."""
+    try:
+        return dict(backend.call(env.torch_info))
+    except Exception as exc:  # the run can go on; the record says why the info is missing
+        return {"torch_probe_error": f"{type(exc).__name__}: {exc}"}
+
+
+# ---- run folder -----------------------------------------------------------------------------
+def _prepare_run_dir(suites: Sequence[Suite], options: RunOptions) -> Path:
+    if options.resume:
+        if options.out is None:
+            raise BenchError("--resume needs --out RUN_DIR: the run folder to continue")
+        read_run(options.out)  # raises a clear error if it is not a run folder
+        return options.out
+    if options.out is not None:
+        if options.out.exists() and any(options.out.iterdir()):
+            raise BenchError(f"{options.out} already holds files; add --resume to continue that "
+                             "run, or choose a new --out")
+        return options.out
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = DEFAULT_RUNS_DIR / f"{stamp}-{suites[0].name if suites else 'run'}"
+    run_dir, n = base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
+    return run_dir
+
+
+def _run_meta(run_dir: Path, suites: Sequence[Suite], cases: Sequence[Case],
+              options: RunOptions, backend: Backend, store: ResultsStore) -> dict[str, Any]:
+    previous = store.read_run() if options.resume else {}
+    host = env.host_info()
+    torch_side = probe_torch(backend)
+    environment = {**host, **torch_side, "threads": _threads(cases, torch_side)}
+    return {
+        "schema_version": 1,
+        "run_id": previous.get("run_id", run_dir.name),
+        "archbench_version": __version__,
+        "status": "running",
+        "started_at": previous.get("started_at", _now()),
+        "resumed_at": [*previous.get("resumed_at", []), _now()] if options.resume else [],
+        "ended_at": None,
+        "suites": [s.to_dict() for s in suites],
+        "cases_total": len(cases),
+        "isolation": backend.name,
+        "command": options.command,
+        "cwd": os.getcwd(),
+        "env": environment,
+        "fingerprint": env.fingerprint(environment),
+    }
+
+
+def _threads(cases: Sequence[Case], torch_side: dict[str, Any]) -> int | str | None:
+    """The thread count the run used: one number, or "mixed" when cases set different ones."""
+    counts = {c.settings.threads or torch_side.get("default_threads") for c in cases}
+    return counts.pop() if len(counts) == 1 else "mixed"
+
+
+def _finish(store: ResultsStore, meta: dict[str, Any], status: str) -> None:
+    meta.update(status=status, ended_at=_now())
+    store.write_run(meta)
+
+
+def _search_path(suites: Sequence[Suite]) -> list[str]:
+    folders = [str(Path(s.path).resolve().parent) for s in suites] + [os.getcwd()]
+    return list(dict.fromkeys(folders))
+
+
+def _has_content(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except OSError:
+        return False
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

@@ -1,0 +1,146 @@
+"""What runs inside a case's worker process: build, warm up, time, report back.
+
+The parent sends a `WorkerJob`; the worker answers with messages on a pipe:
+`("phase", name, unix_time)` as it enters build / warmup / timed / teardown (parent-side
+samplers align with these), then exactly one `("done", payload)` or
+`("error", status, message, traceback)`.
+
+Imported by the forkserver at start (preloading torch), so it must never initialise CUDA at
+import time.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bench import capability
+from bench.clock import Clock, CudaEventClock, PerfCounterClock
+from bench.errors import BuildError, UnsupportedCase
+from bench.models.build import build, call, move_inputs
+from bench.spec import Case
+from bench.timing import measure
+
+Message = tuple[Any, ...]
+Send = Callable[[Message], None]
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    case: Case
+    #: Folders searched first for user factory modules (the suite's folder, the cwd).
+    search_path: tuple[str, ...] = ()
+    #: File receiving the worker's stdout/stderr and fatal-error tracebacks (None: inherit).
+    log_path: str | None = None
+
+
+def worker_main(job: WorkerJob, conn: Any) -> None:
+    """Entry point of a worker process."""
+    # The parent owns Ctrl-C: it decides whether to stop the worker and what to record.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if job.log_path:
+        _redirect_output(job.log_path)
+    try:
+        run_case(job, conn.send)
+    finally:
+        conn.close()
+
+
+def run_case(job: WorkerJob, send: Send) -> None:
+    """Run one case and send exactly one final message; used inline and in workers."""
+    try:
+        payload = execute(job, send)
+    except UnsupportedCase as exc:
+        send(("error", "unsupported", str(exc), None))
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        status = "oom" if is_oom(exc) else "failed"
+        message = str(exc) if isinstance(exc, BuildError) else f"{type(exc).__name__}: {exc}"
+        send(("error", status, message, traceback.format_exc()))
+    else:
+        send(("done", payload))
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or
+                                              "can't allocate memory" in text)
+
+
+def execute(job: WorkerJob, send: Send) -> dict[str, Any]:
+    case, settings = job.case, job.case.settings
+    phase = _phase_sender(send)
+    with torch_threads(settings.threads):
+        capability.check(case)
+        phase("build")
+        built_at = time.perf_counter()
+        built, inputs = build(case, job.search_path)
+        device = torch.device(case.device)
+        module = built.module.to(device).eval()
+        inputs = move_inputs(inputs, device)
+        build_s = time.perf_counter() - built_at
+
+        def step() -> Any:
+            return call(module, inputs)
+
+        with torch.inference_mode():
+            timing = measure(step, clock_for(device), settings, on_phase=phase)
+        phase("teardown")
+        return {
+            "timing": timing.to_dict(),
+            "metrics": {"threads": torch.get_num_threads(), "build_s": build_s},
+            "info": {"device_name": device_name(device), "torch_version": torch.__version__},
+            "warnings": [],
+        }
+
+
+def clock_for(device: torch.device) -> Clock:
+    return CudaEventClock(device) if device.type == "cuda" else PerfCounterClock()
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    from bench.env import cpu_model
+    return cpu_model()
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Fix torch's intra-op thread count for the case, restoring it after (inline runs)."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _phase_sender(send: Send) -> Callable[[str], None]:
+    return lambda name: send(("phase", name, time.time()))
+
+
+def _redirect_output(path: str) -> None:
+    """Send fd 1 and 2 to the case's log, and dump Python stacks there on a fatal signal,
+    so a segfault or abort leaves a readable trace for the record."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    faulthandler.enable(file=sys.stderr, all_threads=True)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+#: Short measuring windows for tests; the defaults stay honest for users.
+FAST_SETTINGS = """
+[settings]
+warmup_iters = 1
+warmup_time_s = 0.0
+min_samples = 5
+min_time_s = 0.0
+max_time_s = 0.05
+timeout_s = 60
+"""
+
+
+@pytest.fixture
+def write_suite(tmp_path: Path) -> Callable[..., Path]:
+    """Write a suite file; `fast=True` prepends the short test settings."""
+    counter = iter(range(1000))
+
+    def write(body: str, *, fast: bool = True, name: str = "t", folder: Path | None = None) -> Path:
+        text = f'[suite]\nname = "{name}"\n'
+        if fast:
+            text += FAST_SETTINGS
+        text += textwrap.dedent(body)
+        path = (folder or tmp_path) / f"suite{next(counter)}.toml"
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    return FIXTURES
