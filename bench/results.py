@@ -228,7 +228,8 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
 
 #: Integer columns that would turn float where some rows (failed cases) have no value.
 INTEGER_COLUMNS = ("depth", "width", "features", "image_size", "seq_len", "classes",
-                   "batch_size", "n_samples", "block_size", "warmup_iters", "threads")
+                   "batch_size", "n_samples", "block_size", "warmup_iters", "threads",
+                   "params_total", "params_nonzero", "weight_bytes", "buffer_bytes")
 
 
 def flatten(record: Record) -> dict[str, Any]:

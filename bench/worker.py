@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -27,9 +27,10 @@ import torch
 from bench import capability
 from bench.clock import Clock, CudaEventClock, PerfCounterClock
 from bench.errors import BuildError, UnsupportedCase
-from bench.models.build import build, call, move_inputs
+from bench.models.build import Inputs, build, call, move_inputs
+from bench.modelstats import count_flops, parameter_stats
 from bench.spec import Case
-from bench.timing import measure
+from bench.timing import TimingResult, measure
 
 Message = tuple[Any, ...]
 Send = Callable[[Message], None]
@@ -80,9 +81,46 @@ def is_oom(exc: BaseException) -> bool:
                                               "can't allocate memory" in text)
 
 
+@dataclass
+class CaseOutput:
+    """What the stages of a case add to its record: flat metrics (units in their names),
+    structured info, and warnings a user should see."""
+
+    metrics: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def payload(self, timing: TimingResult) -> dict[str, Any]:
+        return {"timing": timing.to_dict(), "metrics": self.metrics, "info": self.info,
+                "warnings": self.warnings}
+
+
+class PhaseBus:
+    """Announces phases to the parent (for samplers outside the worker) and to listeners
+    inside it (collectors that reset or read per-phase counters)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._listeners: list[Callable[[str], None]] = []
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        self._listeners.append(listener)
+
+    def __call__(self, name: str) -> None:
+        for listener in self._listeners:
+            listener(name)
+        self._send(("phase", name, time.time()))
+
+
 def execute(job: WorkerJob, send: Send) -> dict[str, Any]:
+    """Build, prepare and time one case. Stages, in order:
+
+    capability check -> build (seeded) -> move to device -> model statistics -> warm-up and
+    timed window -> teardown. Everything a stage learns goes into `CaseOutput`.
+    """
     case, settings = job.case, job.case.settings
-    phase = _phase_sender(send)
+    phase = PhaseBus(send)
+    out = CaseOutput()
     with torch_threads(settings.threads):
         capability.check(case)
         phase("build")
@@ -91,7 +129,8 @@ def execute(job: WorkerJob, send: Send) -> dict[str, Any]:
         device = torch.device(case.device)
         module = built.module.to(device).eval()
         inputs = move_inputs(inputs, device)
-        build_s = time.perf_counter() - built_at
+        out.metrics["build_s"] = time.perf_counter() - built_at
+        record_model_stats(module, inputs, case.batch_size, out)
 
         def step() -> Any:
             return call(module, inputs)
@@ -99,12 +138,17 @@ def execute(job: WorkerJob, send: Send) -> dict[str, Any]:
         with torch.inference_mode():
             timing = measure(step, clock_for(device), settings, on_phase=phase)
         phase("teardown")
-        return {
-            "timing": timing.to_dict(),
-            "metrics": {"threads": torch.get_num_threads(), "build_s": build_s},
-            "info": {"device_name": device_name(device), "torch_version": torch.__version__},
-            "warnings": [],
-        }
+        out.metrics["threads"] = torch.get_num_threads()
+        out.info.update(device_name=device_name(device), torch_version=torch.__version__)
+        return out.payload(timing)
+
+
+def record_model_stats(module: torch.nn.Module, inputs: Inputs, batch_size: int,
+                       out: CaseOutput, *, flops_method: str = "counted") -> None:
+    """Parameters, weight bytes and FLOPs per item of the module as it will be timed."""
+    out.metrics.update(parameter_stats(module))
+    out.metrics["flops_per_item"] = count_flops(module, inputs) / batch_size
+    out.metrics["flops_method"] = flops_method
 
 
 def clock_for(device: torch.device) -> Clock:
@@ -128,10 +172,6 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _phase_sender(send: Send) -> Callable[[str], None]:
-    return lambda name: send(("phase", name, time.time()))
 
 
 def _redirect_output(path: str) -> None:
