@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -14,7 +16,7 @@ def test_mlp_flops_are_two_batch_sum_in_out():
     batch, dims = 5, [12, 32, 32, 7]
     module = nn.Sequential(nn.Linear(12, 32), nn.GELU(), nn.Linear(32, 32), nn.ReLU(),
                            nn.Linear(32, 7))
-    expected = 2 * batch * sum(a * b for a, b in zip(dims, dims[1:], strict=False))
+    expected = 2 * batch * sum(a * b for a, b in itertools.pairwise(dims))
     assert count_flops(module, torch.randn(batch, 12)) == expected
 
 
