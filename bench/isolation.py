@@ -42,12 +42,15 @@ class Outcome:
 
 
 OnMessage = Callable[[Message], None]
+#: Called with the pid of the process running the case as soon as it exists (samplers).
+OnStart = Callable[[int], None]
 
 
 class Backend(Protocol):
     name: str
 
-    def run(self, job: WorkerJob, timeout_s: float, on_message: OnMessage) -> Outcome: ...
+    def run(self, job: WorkerJob, timeout_s: float, on_message: OnMessage,
+            on_start: OnStart | None = None) -> Outcome: ...
 
     def call(self, fn: Callable[[], Any], timeout_s: float = 120.0) -> Any: ...
 
@@ -68,8 +71,11 @@ class InlineBackend:
 
     name = "inline"
 
-    def run(self, job: WorkerJob, timeout_s: float, on_message: OnMessage) -> Outcome:
+    def run(self, job: WorkerJob, timeout_s: float, on_message: OnMessage,
+            on_start: OnStart | None = None) -> Outcome:
         messages: list[Message] = []
+        if on_start is not None:
+            on_start(os.getpid())
 
         def send(message: Message) -> None:
             messages.append(message)
@@ -94,7 +100,8 @@ class ProcessBackend:
         if method == "forkserver":
             self._ctx.set_forkserver_preload(forkserver_preload())
 
-    def run(self, job: WorkerJob, timeout_s: float, on_message: OnMessage) -> Outcome:
+    def run(self, job: WorkerJob, timeout_s: float, on_message: OnMessage,
+            on_start: OnStart | None = None) -> Outcome:
         receiver, sender = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(target=worker_main, args=(job, sender), daemon=True,
                                     name=f"archbench-{job.case.case_id}")
@@ -103,6 +110,8 @@ class ProcessBackend:
         messages: list[Message] = []
         deadline = time.monotonic() + timeout_s
         try:
+            if on_start is not None:
+                on_start(process.pid)
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

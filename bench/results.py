@@ -220,8 +220,9 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
 
     rows = [flatten(record) for record in load_records(paths)]
     frame = pd.DataFrame(rows)
-    for column in INTEGER_COLUMNS:
-        if column in frame:
+    for column in frame.columns:
+        if column in INTEGER_COLUMNS or (column.startswith("cuda_max_") and
+                                         column.endswith("_bytes")):
             frame[column] = frame[column].astype("Int64")  # stays integer beside missing values
     return frame
 
@@ -229,7 +230,9 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
 #: Integer columns that would turn float where some rows (failed cases) have no value.
 INTEGER_COLUMNS = ("depth", "width", "features", "image_size", "seq_len", "classes",
                    "batch_size", "n_samples", "block_size", "warmup_iters", "threads",
-                   "params_total", "params_nonzero", "weight_bytes", "buffer_bytes")
+                   "params_total", "params_nonzero", "weight_bytes", "buffer_bytes",
+                   "rss_before_build_bytes", "peak_rss_bytes", "peak_rss_timed_bytes",
+                   "ru_maxrss_bytes", "nvml_device_used_bytes", "nvml_process_used_bytes")
 
 
 def flatten(record: Record) -> dict[str, Any]:
@@ -274,7 +277,16 @@ def flatten(record: Record) -> dict[str, Any]:
             "clock": timing.get("clock"),
         })
     row.update(record.metrics)
+    for key in INFO_COLUMNS:  # structured collector output, one dict per row (or None)
+        row[key] = record.info.get(key)
     return row
+
+
+#: `info` entries that become DataFrame columns holding dicts: the telemetry timeline
+#: (`{"t_s": [...], "phase": [...], "rss_bytes": [...], "power_w": [...], ...}`), the
+#: operator profile (`{"top_ops": [...], "trace": "traces/<case_id>.json"}`) and each
+#: collector's status (`{name: {"ok": bool, "reason": str | None}}`).
+INFO_COLUMNS = ("telemetry", "profile", "collectors")
 
 
 def _ms(ns: Any) -> float | None:

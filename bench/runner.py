@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bench import __version__, env
+from bench.collectors import calibration
+from bench.collectors.session import Collected, ParentSession
 from bench.errors import BenchError
 from bench.isolation import Backend, Outcome, backend_for
 from bench.results import Record, ResultsStore, read_run
@@ -79,12 +81,14 @@ def run(suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
         observer.run_started(run_dir, len(cases), result.skipped)
     search_path = _search_path(suites)
     (run_dir / "logs").mkdir(exist_ok=True)
+    calibrations = calibration.Index(meta["env"])
     try:
         for index, case in enumerate(todo, start=result.skipped + 1):
             if observer:
                 observer.case_started(index, len(cases), case)
             record = run_case(case, backend, meta["run_id"], search_path=search_path,
-                              log_dir=run_dir / "logs" if backend.name != "inline" else None)
+                              log_dir=run_dir / "logs" if backend.name != "inline" else None,
+                              run_dir=run_dir, calibrations=calibrations)
             store.append(record)
             result.records.append(record)
             if observer:
@@ -103,25 +107,43 @@ def run(suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
 
 def run_case(case: Case, backend: Backend, run_id: str, *, search_path: Sequence[str] = (),
              log_dir: Path | None = None,
-             on_message: Callable[[Message], None] | None = None) -> Record:
-    """Run one case on a backend and turn whatever happened into a Record."""
+             on_message: Callable[[Message], None] | None = None,
+             run_dir: Path | None = None,
+             calibrations: calibration.Index | None = None) -> Record:
+    """Run one case on a backend and turn whatever happened into a Record.
+
+    Parent-side collectors (`bench.collectors.session`) sample the worker while it runs;
+    `calibrations` supplies the peaks for the roofline figures.
+    """
     started = datetime.now(UTC)
     log_path = str(log_dir / f"{case.case_id}.log") if log_dir else None
-    job = WorkerJob(case=case, search_path=tuple(search_path), log_path=log_path)
+    job = WorkerJob(case=case, search_path=tuple(search_path), log_path=log_path,
+                    run_dir=str(run_dir) if run_dir else None)
+    peaks = calibrations.for_threads(case.settings.threads) if calibrations else (
+        None, "no calibration lookup: the case ran outside a run folder")
+    session = ParentSession(case, inline=backend.name == "inline", calibration=peaks)
     clock_start = time.perf_counter()
-    outcome = backend.run(job, case.settings.timeout_s, on_message or (lambda m: None))
+    with session:
+        outcome = backend.run(job, case.settings.timeout_s, session.listen(on_message),
+                              on_start=session.start)
+    collected = session.finish(outcome)
     record = make_record(case, outcome, run_id, started_at=started.isoformat(),
-                         duration_s=time.perf_counter() - clock_start)
+                         duration_s=time.perf_counter() - clock_start, collected=collected)
     if log_path and not _has_content(log_path):
         Path(log_path).unlink(missing_ok=True)
     return record
 
 
 def make_record(case: Case, outcome: Outcome, run_id: str, *, started_at: str,
-                duration_s: float) -> Record:
+                duration_s: float, collected: Collected | None = None) -> Record:
     payload = outcome.payload or {}
+    collected = collected or Collected()
     info = dict(payload.get("info", {}))
     info["phases"] = [[name, t] for name, t in outcome.phases]
+    collector_status = {**info.get("collectors", {}), **collected.info.pop("collectors", {})}
+    info.update(collected.info)
+    if collector_status:
+        info["collectors"] = collector_status
     if outcome.pid is not None:
         info["worker_pid"], info["worker_exitcode"] = outcome.pid, outcome.exitcode
     return Record(
@@ -136,9 +158,9 @@ def make_record(case: Case, outcome: Outcome, run_id: str, *, started_at: str,
         reason=outcome.message,
         traceback=outcome.traceback,
         timing=payload.get("timing"),
-        metrics=payload.get("metrics", {}),
+        metrics={**payload.get("metrics", {}), **collected.metrics},
         info=info,
-        warnings=tuple(payload.get("warnings", ())),
+        warnings=(*payload.get("warnings", ()), *collected.warnings),
         started_at=started_at,
         duration_s=duration_s,
     )

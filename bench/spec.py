@@ -52,6 +52,17 @@ class Settings:
     #: `torch.set_num_threads` in the worker; None keeps torch's default (physical cores).
     threads: Annotated[int, Field(ge=1, strict=True)] | None = None
     seed: Count = 0
+    #: Sample the worker from the parent (RSS, NVML) and read CUDA memory per phase. Off, a
+    #: case records timing and model statistics only (what the overhead benchmark compares).
+    telemetry: Annotated[bool, Field(strict=True)] = True
+    #: Parent-side RSS sampling interval; short, so brief peaks are not missed.
+    rss_interval_s: Annotated[float, Field(ge=0.001, strict=True)] = 0.005
+    #: Parent-side NVML sampling interval (utilisation, power, clocks, energy counter).
+    telemetry_interval_s: Annotated[float, Field(ge=0.005, strict=True)] = 0.02
+    #: After timing, run torch.profiler over `profile_iters` calls (outside the timed window)
+    #: and keep the top operators and a Chrome trace.
+    profile: Annotated[bool, Field(strict=True)] = False
+    profile_iters: Annotated[int, Field(ge=1, strict=True)] = 5
 
     def __post_init__(self) -> None:
         if self.max_time_s < self.min_time_s:

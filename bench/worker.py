@@ -26,6 +26,7 @@ import torch
 
 from bench import capability
 from bench.clock import Clock, CudaEventClock, PerfCounterClock
+from bench.collectors.probes import WorkerProbes
 from bench.errors import BuildError, UnsupportedCase
 from bench.models.build import Inputs, build, call, move_inputs
 from bench.modelstats import count_flops, parameter_stats
@@ -43,6 +44,8 @@ class WorkerJob:
     search_path: tuple[str, ...] = ()
     #: File receiving the worker's stdout/stderr and fatal-error tracebacks (None: inherit).
     log_path: str | None = None
+    #: The run folder, for files a case writes there (profiler traces); None: write none.
+    run_dir: str | None = None
 
 
 def worker_main(job: WorkerJob, conn: Any) -> None:
@@ -116,11 +119,13 @@ def execute(job: WorkerJob, send: Send) -> dict[str, Any]:
     """Build, prepare and time one case. Stages, in order:
 
     capability check -> build (seeded) -> move to device -> model statistics -> warm-up and
-    timed window -> teardown. Everything a stage learns goes into `CaseOutput`.
+    timed window -> profile (when asked) -> teardown. Everything a stage learns goes into
+    `CaseOutput`; collectors (`bench.collectors.probes`) hook in at the phase messages.
     """
     case, settings = job.case, job.case.settings
     phase = PhaseBus(send)
     out = CaseOutput()
+    probes = WorkerProbes.attach(job, phase, out)
     with torch_threads(settings.threads):
         capability.check(case)
         phase("build")
@@ -131,13 +136,16 @@ def execute(job: WorkerJob, send: Send) -> dict[str, Any]:
         inputs = move_inputs(inputs, device)
         out.metrics["build_s"] = time.perf_counter() - built_at
         record_model_stats(module, inputs, case.batch_size, out)
+        probes.after_build(module, inputs, case.batch_size)
 
         def step() -> Any:
             return call(module, inputs)
 
         with torch.inference_mode():
             timing = measure(step, clock_for(device), settings, on_phase=phase)
+            probes.after_timing(step, device, phase)
         phase("teardown")
+        probes.finish()
         out.metrics["threads"] = torch.get_num_threads()
         out.info.update(device_name=device_name(device), torch_version=torch.__version__)
         return out.payload(timing)

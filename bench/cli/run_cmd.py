@@ -40,10 +40,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                         help="forkserver (default): a fresh worker process per case; spawn: "
                              "the same from a new interpreter (slow start); inline: in this "
                              "process, for debugging (no timeouts, a crash ends the run)")
+    parser.add_argument("--profile", action="store_true",
+                        help="after timing each case, run torch.profiler over a few calls: top "
+                             "operators in the record, a Chrome trace in RUN_DIR/traces/")
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
+    if args.profile:
+        args.settings = [*args.settings, "profile=true"]
     suites, cases = load_suites(args)
     options = RunOptions(out=args.out, isolation=args.isolation, resume=args.resume,
                          command=["archbench", *sys.argv[1:]])
