@@ -140,10 +140,12 @@ def make_record(case: Case, outcome: Outcome, run_id: str, *, started_at: str,
     collected = collected or Collected()
     info = dict(payload.get("info", {}))
     info["phases"] = [[name, t] for name, t in outcome.phases]
-    collector_status = {**info.get("collectors", {}), **collected.info.pop("collectors", {})}
-    info.update(collected.info)
-    if collector_status:
-        info["collectors"] = collector_status
+    parent_info = dict(collected.info)
+    # Worker probes and parent samplers each report their own collectors' status.
+    status = {**info.get("collectors", {}), **parent_info.pop("collectors", {})}
+    info.update(parent_info)
+    if status:
+        info["collectors"] = status
     if outcome.pid is not None:
         info["worker_pid"], info["worker_exitcode"] = outcome.pid, outcome.exitcode
     return Record(

@@ -55,10 +55,6 @@ class PeriodicSampler:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def sample_now(self) -> None:
-        """One extra sample outside the schedule (e.g. right at a phase boundary)."""
-        self._take()
-
     def _loop(self) -> None:
         begin = time.monotonic()
         tick = 0
