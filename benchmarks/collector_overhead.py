@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,14 +37,15 @@ def case_for(threads: int, on: bool, max_time_s: float) -> Case:
     return replace(MODEL, settings=settings)
 
 
-def measure(threads: int, pairs: int, max_time_s: float) -> dict[str, Any]:
+def measure(threads: int, pairs: int, max_time_s: float, logs: Path) -> dict[str, Any]:
     backend = backend_for("forkserver")
     run_case(case_for(threads, False, 0.2), backend, "warm")  # start the forkserver first
     medians: dict[bool, list[float]] = {True: [], False: []}
     for index in range(pairs):
         order = (True, False) if index % 2 == 0 else (False, True)
         for on in order:
-            record = run_case(case_for(threads, on, max_time_s), backend, "overhead")
+            record = run_case(case_for(threads, on, max_time_s), backend, "overhead",
+                              log_dir=logs)  # the profiler's chatter goes there
             assert record.status == "ok", record.reason
             if on:
                 assert record.metrics.get("peak_rss_bytes"), "collectors did run"
@@ -68,7 +70,8 @@ def main() -> None:
     parser.add_argument("--max-time", type=float, default=2.0, dest="max_time_s")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/collector_overhead.json"))
     args = parser.parse_args()
-    results = [measure(t, args.pairs, args.max_time_s) for t in args.threads]
+    with tempfile.TemporaryDirectory() as logs:
+        results = [measure(t, args.pairs, args.max_time_s, Path(logs)) for t in args.threads]
     print(f"{MODEL.name}: median per-call latency, collectors on vs off, {args.pairs} "
           "interleaved pairs")
     print(f"{'threads':>8}{'on (us)':>12}{'off (us)':>12}{'on/off':>10}{'95% CI':>20}")
