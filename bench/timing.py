@@ -9,6 +9,7 @@ samples are per-iteration times.
 
 Stopping (nvbench style): at least `min_samples` and `min_time_s`, then stop as soon as the
 confidence interval of the median is within ±`target_ci` of it, or at `max_time_s`.
+`min_samples` is a floor even past `max_time_s` (the case's `timeout_s` still bounds it).
 """
 
 from __future__ import annotations
@@ -139,6 +140,8 @@ def _sample(fn: Callable[[], Any], clock: Clock, settings: Settings,
         elapsed = clock.now_ns() - begin
         if len(samples) >= settings.max_samples:
             return samples, "max_samples", elapsed
+        if len(samples) < settings.min_samples:
+            continue  # a floor: fewer samples make no statistics; timeout_s bounds the case
         if elapsed >= settings.max_time_s * 1e9:
             return samples, "max_time", elapsed
         if len(samples) >= next_check and elapsed >= settings.min_time_s * 1e9:

@@ -11,6 +11,7 @@ import time.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import os
 import signal
@@ -28,10 +29,11 @@ from bench import capability
 from bench.clock import Clock, CudaEventClock, PerfCounterClock
 from bench.collectors.probes import WorkerProbes
 from bench.errors import BuildError, UnsupportedCase
-from bench.models.build import Inputs, build, call, move_inputs
-from bench.modelstats import count_flops, parameter_stats
+from bench.models.build import build
+from bench.prepare import prepare
 from bench.spec import Case
 from bench.timing import TimingResult, measure
+from bench.transforms.precision import tf32_flags
 
 Message = tuple[Any, ...]
 Send = Callable[[Message], None]
@@ -118,45 +120,35 @@ class PhaseBus:
 def execute(job: WorkerJob, send: Send) -> dict[str, Any]:
     """Build, prepare and time one case. Stages, in order:
 
-    capability check -> build (seeded) -> move to device -> model statistics -> warm-up and
-    timed window -> profile (when asked) -> teardown. Everything a stage learns goes into
+    capability check -> build (seeded) -> prepare (device, reference output, pruning,
+    precision, statistics, fidelity, step, compile; see bench.prepare) -> warm-up and timed
+    window -> profile (when asked) -> teardown. Everything a stage learns goes into
     `CaseOutput`; collectors (`bench.collectors.probes`) hook in at the phase messages.
     """
     case, settings = job.case, job.case.settings
     phase = PhaseBus(send)
     out = CaseOutput()
     probes = WorkerProbes.attach(job, phase, out)
-    with torch_threads(settings.threads):
-        capability.check(case)
+    device = torch.device(case.device)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch_threads(settings.threads))
+        out.info["tf32"] = stack.enter_context(tf32_flags(device, case.precision))
+        out.warnings += capability.check(case)
         phase("build")
         built_at = time.perf_counter()
         built, inputs = build(case, job.search_path)
-        device = torch.device(case.device)
-        module = built.module.to(device).eval()
-        inputs = move_inputs(inputs, device)
+        prepared = prepare(case, built, inputs, out.metrics, out.info, stack)
         out.metrics["build_s"] = time.perf_counter() - built_at
-        record_model_stats(module, inputs, case.batch_size, out)
-        probes.after_build(module, inputs, case.batch_size)
-
-        def step() -> Any:
-            return call(module, inputs)
-
-        with torch.inference_mode():
-            timing = measure(step, clock_for(device), settings, on_phase=phase)
-            probes.after_timing(step, device, phase)
+        probes.after_build(prepared, case.batch_size)
+        with prepared.grad_mode():
+            timing = measure(prepared.step, clock_for(device), settings, on_phase=phase)
+        out.warnings += prepared.finish(out.metrics)
+        probes.after_timing(prepared, device, phase)
         phase("teardown")
         probes.finish()
         out.metrics["threads"] = torch.get_num_threads()
         out.info.update(device_name=device_name(device), torch_version=torch.__version__)
         return out.payload(timing)
-
-
-def record_model_stats(module: torch.nn.Module, inputs: Inputs, batch_size: int,
-                       out: CaseOutput, *, flops_method: str = "counted") -> None:
-    """Parameters, weight bytes and FLOPs per item of the module as it will be timed."""
-    out.metrics.update(parameter_stats(module))
-    out.metrics["flops_per_item"] = count_flops(module, inputs) / batch_size
-    out.metrics["flops_method"] = flops_method
 
 
 def clock_for(device: torch.device) -> Clock:

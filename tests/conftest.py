@@ -40,3 +40,15 @@ def write_suite(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` need a GPU; here they are skipped with the reason."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    why = ("no CUDA device (torch " + torch.__version__ + ", cuda.is_available() is False)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=why))

@@ -155,7 +155,7 @@ def test_roofline_compute_bound_case_uses_the_dtype_peak():
 @pytest.mark.parametrize(("kwargs", "reason"), [
     ({"calibration": None}, "no calibration here"),
     ({"device": "cuda:1"}, "archbench calibrate --device cuda:1"),
-    ({"precision": "int8-dynamic"}, 'precision "int8-dynamic" has no calibrated matmul peak'),
+    ({"precision": "int8-dynamic"}, "has no calibrated matmul peak"),
     ({"precision": "fp16"}, "no float16 matmul peak calibrated for cpu"),
 ])
 def test_roofline_without_a_peak_says_why_and_keeps_the_achieved_rate(kwargs, reason):
@@ -163,6 +163,21 @@ def test_roofline_without_a_peak_says_why_and_keeps_the_achieved_rate(kwargs, re
     assert not result.ok and reason in result.reason
     assert "roofline_fraction" not in result.metrics
     assert result.metrics["achieved_flops_s"] == pytest.approx(1e10)
+
+
+def test_roofline_peak_follows_the_observed_compute_dtype():
+    assert roofline.peak_dtype("fp32", "bfloat16") == "bfloat16"
+    assert roofline.peak_dtype("amp-bf16", "mixed") == "bfloat16"
+    assert roofline.peak_dtype("fp32", "unknown") == "float32"
+    assert roofline.peak_dtype("int8-dynamic", "int8") is None
+    assert roofline.peak_dtype("fp8", "float8_e4m3fn") is None
+
+
+def test_roofline_is_not_drawn_for_training_steps():
+    result = roofline.evaluate(device="cpu", precision="fp32", batch_size=2, median_s=1.0,
+                               metrics={"flops_per_item": 1.0}, calibration=CALIBRATION,
+                               missing_reason=None, mode="train")
+    assert not result.ok and "forward pass" in result.reason and not result.metrics
 
 
 def test_roofline_needs_timing():

@@ -72,6 +72,14 @@ def test_stops_at_min_samples_when_iterations_are_slow():
     assert len(result.samples_ns) == 10 and result.stop_reason == "target_ci"
 
 
+def test_min_samples_is_a_floor_even_past_max_time():
+    clock = FakeClock(mark_cost_ns=0, min_block_ns=1)
+    settings = Settings(warmup_iters=1, warmup_time_s=0.0, min_samples=10, min_time_s=0.0,
+                        max_time_s=0.1)
+    result = measure(workload(clock, constant(50 * MS)), clock, settings)
+    assert len(result.samples_ns) == 10 and result.measure_ns >= 0.5e9
+
+
 def test_unresolvable_noise_runs_to_max_time_and_says_so():
     clock = FakeClock(mark_cost_ns=0, min_block_ns=1)
     rng = random.Random(1)

@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from rich.markup import escape
+
 from bench import __version__
 from bench.cli.console import error_console
 from bench.errors import BenchError
@@ -42,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except BenchError as exc:
-        error_console().print(f"[bold red]error:[/] {exc}", highlight=False, markup=True,
+        error_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
                               soft_wrap=True)
         return getattr(exc, "exit_code", EXIT_USAGE)
     except KeyboardInterrupt:

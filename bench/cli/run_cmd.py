@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -57,7 +58,7 @@ def handle(args: argparse.Namespace) -> int:
         with observer:
             result = run(suites, cases, options, observer)
     except RunInterrupted as exc:
-        console().print(f"[yellow]{exc}[/]")
+        console().print(f"[yellow]{escape(str(exc))}[/]")
         return 130
     observer.summary(result)
     return 1 if any(r.status in FAILURE_STATUSES for r in result.records) else 0
@@ -82,18 +83,18 @@ class ProgressObserver:
 
     def run_started(self, run_dir: Path, total: int, skipped: int) -> None:
         self.progress.update(self.task, total=total, completed=skipped)
-        self.out.print(f"run folder: {run_dir}")
+        self.out.print(f"run folder: {escape(str(run_dir))}")
         if skipped:
             self.out.print(f"resuming: {skipped} of {total} case(s) already recorded")
 
     def case_started(self, index: int, total: int, case: Case) -> None:
-        self.progress.update(self.task, description=case.name)
+        self.progress.update(self.task, description=escape(case.name))
 
     def case_finished(self, index: int, total: int, record: Record) -> None:
         self.progress.advance(self.task)
         width = len(str(total))
-        self.out.print(f"{_status(record.status)} [{index:>{width}}/{total}] {record.name}  "
-                       f"{describe(record)}", highlight=False, soft_wrap=True)
+        text = escape(f"[{index:>{width}}/{total}] {record.name}  {describe(record)}")
+        self.out.print(f"{_status(record.status)} {text}", highlight=False, soft_wrap=True)
 
     def summary(self, result: RunResult) -> None:
         counts = ", ".join(f"{result.count(s)} {s}" for s in
@@ -101,9 +102,10 @@ class ProgressObserver:
         done = len(result.records)
         resumed = f", {result.skipped} resumed" if result.skipped else ""
         self.out.print(f"{done} case(s) run{resumed}: {counts or 'nothing to do'}")
-        self.out.print(f"results: {result.run_dir / 'results.jsonl'}", soft_wrap=True)
-        self.out.print(f"load them with: python -c \"import bench; "
-                       f"print(bench.load('{result.run_dir}'))\"", soft_wrap=True)
+        where = escape(str(result.run_dir))
+        self.out.print(f"results: {where}/results.jsonl", soft_wrap=True)
+        self.out.print(f"load them with: python -c \"import bench; print(bench.load('{where}'))\"",
+                       soft_wrap=True)
 
 
 _STATUS_STYLE = {"ok": "[green]  ok[/]", "unsupported": "[yellow]skip[/]"}

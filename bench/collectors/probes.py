@@ -1,8 +1,8 @@
 """The collectors' side of a worker: a few calls from `bench.worker.execute`.
 
     probes = WorkerProbes.attach(job, phase, out)      # subscribe probes to the PhaseBus
-    probes.after_build(module, inputs, batch_size)      # bytes-moved estimate (roofline)
-    probes.after_timing(step, device, phase)            # profiler, when asked for
+    probes.after_build(prepared, batch_size)            # bytes-moved estimate (roofline)
+    probes.after_timing(prepared, device, phase)        # profiler, when asked for
     probes.finish()                                     # after "teardown": results into out
 
 Every step records a failure as its collector's reason instead of failing the case: a
@@ -20,7 +20,7 @@ from bench.collectors import CollectorResult, WorkerProbe, worker_probes
 if TYPE_CHECKING:
     import torch
 
-    from bench.models.build import Inputs
+    from bench.prepare import Prepared
     from bench.worker import CaseOutput, WorkerJob
 
 TRACES_DIR = "traces"
@@ -48,20 +48,31 @@ class WorkerProbes:
                 phase.subscribe(item.on_phase)
         return probes
 
-    def after_build(self, module: torch.nn.Module, inputs: Inputs, batch_size: int) -> None:
+    def after_build(self, prepared: Prepared, batch_size: int) -> None:
+        """The bytes-moved estimate of one forward pass of the prepared model."""
         from bench.collectors.traffic import bytes_moved
 
+        if self.job.case.mode == "train":  # a forward replay would move BatchNorm statistics
+            self.statuses["traffic"] = {"ok": False, "reason": "not estimated for training "
+                                                               "steps (no roofline for them)"}
+            return
+        if prepared.module is None or prepared.inputs is None:
+            self.statuses["traffic"] = {"ok": False, "reason": "no eager module to replay"}
+            return
         try:
             fallback = int(self.out.metrics.get("weight_bytes", 0)) + \
                 int(self.out.metrics.get("buffer_bytes", 0))
-            parts = bytes_moved(module, inputs, fallback_weight_bytes=fallback)
+            with prepared.autocast():
+                parts = bytes_moved(prepared.module, prepared.inputs,
+                                    fallback_weight_bytes=fallback)
         except Exception as exc:
             self.statuses["traffic"] = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"}
             return
         self.out.metrics["bytes_moved_per_item"] = parts["total"] / batch_size
         self.statuses["traffic"] = {"ok": True, "reason": None}
 
-    def after_timing(self, step: Callable[[], Any], device: torch.device, phase: Bus) -> None:
+    def after_timing(self, prepared: Prepared, device: torch.device, phase: Bus) -> None:
+        """The operator profile, in a phase of its own after the timed window."""
         settings = self.job.case.settings
         if not settings.profile:
             return
@@ -71,7 +82,8 @@ class WorkerProbes:
         run_dir = self.job.run_dir
         trace = Path(run_dir) / TRACES_DIR / f"{self.job.case.case_id}.json" if run_dir else None
         try:
-            result = profile_calls(step, device, settings.profile_iters, trace)
+            with prepared.grad_mode():
+                result = profile_calls(prepared.step, device, settings.profile_iters, trace)
         except Exception as exc:
             self.statuses["profile"] = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"}
             return

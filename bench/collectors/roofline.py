@@ -10,9 +10,12 @@ this machine and cached per environment fingerprint (`bench.collectors.calibrati
 peak that applies is the matmul peak of the case's compute dtype on its device; precisions
 without a calibrated matmul (int8, fp8) get no fraction, and the record says why. Without a
 calibration the achieved FLOP/s and intensity are still recorded; peaks are never guessed.
+The dtype is the matmul dtype observed while the case ran (`compute_dtype`) when there is
+one, else the one the precision axis implies.
 
 FLOPs are those of `bench.modelstats` (`flops_method` says whether they were counted or are
-the dense equivalent of a pruned or quantised model).
+the dense equivalent of a pruned or quantised model). They count one forward pass, so
+training cases get no roofline figures (the reason says so).
 """
 
 from __future__ import annotations
@@ -29,6 +32,19 @@ PEAK_DTYPE = {
 }
 
 
+CALIBRATED_DTYPES = ("float32", "tf32", "float16", "bfloat16")
+
+
+def peak_dtype(precision: str, compute_dtype: str | None) -> str | None:
+    """The calibrated dtype bounding a case: the matmul dtype observed while it ran when that
+    is a calibrated one, else the one its precision implies; None for int8 and fp8."""
+    if compute_dtype in CALIBRATED_DTYPES:
+        return compute_dtype
+    if compute_dtype == "int8" or (compute_dtype or "").startswith("float8"):
+        return None
+    return PEAK_DTYPE.get(precision)
+
+
 def device_key(device: str) -> str:
     """'cuda' and 'cuda:0' are the same device."""
     return "cuda:0" if device == "cuda" else device
@@ -36,9 +52,13 @@ def device_key(device: str) -> str:
 
 def evaluate(*, device: str, precision: str, batch_size: int, median_s: float | None,
              metrics: Mapping[str, Any], calibration: Mapping[str, Any] | None,
-             missing_reason: str | None) -> CollectorResult:
+             missing_reason: str | None, mode: str = "inference") -> CollectorResult:
     """Roofline figures for one case; `calibration` is a loaded calibration file or None
     (then `missing_reason` says why)."""
+    if mode != "inference":
+        return CollectorResult("roofline", ok=False, reason=(
+            "training steps have none: FLOPs and bytes are counted for one forward pass, "
+            "a step also runs the backward pass and the optimizer"))
     flops = metrics.get("flops_per_item")
     moved = metrics.get("bytes_moved_per_item")
     if flops is None or median_s is None or median_s <= 0:
@@ -56,13 +76,14 @@ def evaluate(*, device: str, precision: str, batch_size: int, median_s: float | 
         return CollectorResult("roofline", ok=False, metrics=out, reason=(
             f"the calibration has no entry for {device}; run `archbench calibrate --device "
             f"{device}`"))
-    dtype = PEAK_DTYPE.get(precision)
+    dtype = peak_dtype(precision, metrics.get("compute_dtype"))
     peaks = dev.get("matmul_flops_s") or {}
     bandwidth = dev.get("copy_bytes_s")
     if bandwidth:
         out["peak_bandwidth_bytes_s"] = bandwidth
     if dtype is None or dtype not in peaks:
-        why = (f'precision "{precision}" has no calibrated matmul peak' if dtype is None else
+        why = (f'precision "{precision}" (compute dtype {metrics.get("compute_dtype")}) has no '
+               "calibrated matmul peak" if dtype is None else
                f"no {dtype} matmul peak calibrated for {device}")
         return CollectorResult("roofline", ok=False, metrics=out, reason=why)
     out["peak_flops_s"] = peaks[dtype]

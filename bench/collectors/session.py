@@ -137,7 +137,7 @@ class ParentSession:
                                batch_size=self.case.batch_size, median_s=median_s,
                                metrics={**worker_metrics, **out.metrics},
                                calibration=self.calibration[0],
-                               missing_reason=self.calibration[1])
+                               missing_reason=self.calibration[1], mode=self.case.mode)
         out.metrics.update(rl.metrics)
         out.info.setdefault("collectors", {})["roofline"] = rl.status()
         series = [s for r in results for s in r.series]
