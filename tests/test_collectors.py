@@ -34,7 +34,7 @@ def test_sampler_keeps_its_schedule_and_leaves_no_thread():
     sampler.stop()
     assert not sampler.running and not archbench_threads()
     times = [t for t, _ in sampler.samples]
-    assert 20 <= len(times) <= 45  # 40 ticks in 0.2 s, minus start-up and a loaded machine
+    assert 10 <= len(times) <= 45  # 40 ticks in 0.2 s; fewer on a loaded machine, never more
     assert [v for _, v in sampler.samples] == list(range(len(times)))
     sampler.stop()  # twice is fine
 

@@ -127,14 +127,14 @@ def test_sampling_summarises_the_timed_window():
     assert m["nvml_process_used_bytes"] == 3 << 30
     names = {s.name for s in gpu.series}
     assert names == {"gpu_util_pct", "power_w", "sm_clock_mhz", "temperature_c"}
-    assert len(next(s for s in gpu.series if s.name == "power_w").points) >= 20
+    assert len(next(s for s in gpu.series if s.name == "power_w").points) >= 10
 
     energy = results["energy"]
     assert energy.ok and energy.reason is None, energy.reason
     e = energy.metrics
     assert e["energy_method"] == "counter"
     assert e["energy_j"] / e["energy_window_s"] == pytest.approx(300, rel=0.02)
-    assert e["energy_window_s"] == pytest.approx(0.25, abs=0.05)
+    assert e["energy_window_s"] == pytest.approx(0.25, abs=0.08)
     assert e["energy_per_item_j"] == pytest.approx(300 * 0.01 / 4, rel=0.02)
     assert nvml.initialised == 0, "NVML is shut down after the case"
 
