@@ -1,8 +1,9 @@
 """Host memory of the worker, sampled from the parent: peak RSS over the case and over the
 timed window.
 
-The parent reads `/proc/<pid>` through psutil every `rss_interval_s` (5 ms by default), so the
-worker's timed code never shares its GIL with the sampler. Sampling can miss a spike shorter
+The parent reads the worker's resident set size every `rss_interval_s` (5 ms by default) —
+`/proc/<pid>/statm` through one open descriptor on Linux, psutil elsewhere — so the worker's
+timed code never shares its GIL with the sampler. Sampling can miss a spike shorter
 than the interval; the worker's own `ru_maxrss` (the kernel's high-water mark, recorded by the
 `host_memory` probe) is the cross-check, and a large gap between the two is a warning.
 
@@ -13,6 +14,8 @@ says so.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -33,6 +36,7 @@ class RssCollector:
         self._sampler: PeriodicSampler | None = None
         self._target: Target | None = None
         self._error: str | None = None
+        self._close: Callable[[], None] | None = None
 
     def start(self, target: Target) -> None:
         self._target = target
@@ -41,16 +45,11 @@ class RssCollector:
         except psutil.Error as exc:
             self._error = f"cannot open process {target.pid}: {exc}"
             return
-
-        def read() -> int:
-            try:
-                rss = int(process.memory_info().rss)
-            except (psutil.NoSuchProcess, psutil.ZombieProcess):
-                raise StopSampling from None
-            if rss == 0:  # the process is exiting: its memory is already released
-                raise StopSampling
-            return rss
-
+        statm = _statm_reader(target.pid)
+        if statm is not None:
+            read, self._close = statm
+        else:
+            read = _psutil_reader(process)
         self._sampler = PeriodicSampler(read, self.interval_s, name="rss-sampler")
         self._sampler.start()
 
@@ -60,6 +59,9 @@ class RssCollector:
     def stop(self) -> None:
         if self._sampler is not None:
             self._sampler.stop()
+        if self._close is not None:
+            self._close()
+            self._close = None
 
     def results(self, facts: CaseFacts) -> list[CollectorResult]:
         sampler = self._sampler
@@ -86,6 +88,40 @@ class RssCollector:
         return [CollectorResult(self.name, ok=True, reason=reason, metrics=metrics,
                                 series=(Series("rss_bytes", points, combine="max"),),
                                 warnings=warnings)]
+
+
+def _psutil_reader(process: psutil.Process) -> Callable[[], int]:
+    def read() -> int:
+        try:
+            rss = int(process.memory_info().rss)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            raise StopSampling from None
+        if rss == 0:  # the process is exiting: its memory is already released
+            raise StopSampling
+        return rss
+    return read
+
+
+def _statm_reader(pid: int) -> tuple[Callable[[], int], Callable[[], None]] | None:
+    """On Linux, read /proc/<pid>/statm through one open descriptor: the same figure psutil
+    reports (resident pages × page size) for half the sampler's CPU time, which matters at
+    200 samples a second on a machine whose cores the worker uses."""
+    try:
+        fd = os.open(f"/proc/{pid}/statm", os.O_RDONLY)
+    except OSError:
+        return None
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def read() -> int:
+        try:
+            resident = int(os.pread(fd, 256, 0).split()[1]) * page
+        except (OSError, IndexError, ValueError):  # ESRCH once the process is reaped
+            raise StopSampling from None
+        if resident == 0:  # a zombie: its memory is already released
+            raise StopSampling
+        return resident
+
+    return read, lambda: os.close(fd)
 
 
 @register_parent("rss")
