@@ -20,7 +20,8 @@ from fake_pynvml import (
 )
 
 from bench.collectors import CaseFacts, CollectorResult, Target, Window, parent_collectors
-from bench.collectors.nvml import MappingError, NvmlCollector, map_device, throttle_names
+from bench.collectors.nvml import NvmlCollector, throttle_names
+from bench.collectors.nvml_devices import MappingError, map_device
 from bench.spec import Case
 
 UUIDS = ["GPU-aaaa1111-0000-0000-0000-000000000000", "GPU-bbbb2222-0000-0000-0000-000000000000",

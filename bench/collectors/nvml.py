@@ -6,12 +6,9 @@ driver's averaged reading), SM clock, temperature, clock-event (throttle) reason
 memory used, the worker's own GPU memory, and the total-energy counter. The timed window's
 samples are summarised (mean/max); energy comes from `bench.collectors.energy`.
 
-Device mapping without touching CUDA in the parent: `cuda:N` is the N-th device that
-`CUDA_VISIBLE_DEVICES` exposes (indices, `GPU-`/`MIG-` UUIDs or unique UUID prefixes, read
-up to the first invalid entry, as CUDA does); its NVML handle is found by UUID. Integer
-entries follow NVML's PCI-bus order, which is CUDA's order when `CUDA_DEVICE_ORDER=PCI_BUS_ID`
-or all GPUs are the same model. The worker reports the UUID torch actually used; a mismatch
-voids the GPU figures rather than attributing another GPU's numbers to the case.
+The device is mapped by UUID without touching CUDA in the parent (`nvml_devices`). The worker
+reports the UUID torch actually used; a mismatch voids the GPU figures rather than
+attributing another GPU's numbers to the case.
 
 No nvidia-ml-py, no driver, no GPU, a field NotSupported: the affected fields stay empty and
 `info["collectors"]["nvml"]` says why; nothing raises.
@@ -21,7 +18,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from bench.collectors import (
@@ -33,6 +29,14 @@ from bench.collectors import (
     timeline,
 )
 from bench.collectors.energy import EnergyUnavailable, best
+from bench.collectors.nvml_devices import (
+    Mapped,
+    MappingError,
+    describe_error,
+    load_nvml,
+    map_device,
+    normalize_uuid,
+)
 from bench.collectors.sampler import PeriodicSampler, StopSampling
 from bench.spec import Case
 
@@ -45,113 +49,6 @@ CLOCK_EVENT_REASONS = {
 }
 #: The per-process memory query is slower than the others; read it every this many ticks.
 PROCESS_EVERY = 5
-
-
-class MappingError(Exception):
-    """The case's device could not be matched to an NVML device; the message says why."""
-
-
-def load_nvml() -> Any:
-    """The pynvml module, or MappingError when nvidia-ml-py is not installed."""
-    try:
-        import pynvml
-    except ImportError:
-        raise MappingError("nvidia-ml-py (pynvml) is not installed") from None
-    return pynvml
-
-
-def describe_error(nvml: Any, exc: BaseException) -> str:
-    if isinstance(exc, nvml.NVMLError):
-        return f"NVML: {exc}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def is_not_supported(nvml: Any, exc: BaseException) -> bool:
-    return isinstance(exc, nvml.NVMLError) and getattr(exc, "value", None) == \
-        nvml.NVML_ERROR_NOT_SUPPORTED
-
-
-# ---- mapping --------------------------------------------------------------------------------
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def normalize_uuid(uuid: str) -> str:
-    """'GPU-8e8b...' (NVML) and '8e8b...' (torch) name the same device."""
-    text = uuid.strip().lower()
-    return text[4:] if text.startswith("gpu-") else text
-
-
-@dataclass(frozen=True)
-class Mapped:
-    handle: Any
-    uuid: str
-    name: str
-    #: Caveat about the mapping (device order), or None.
-    note: str | None = None
-
-
-def visible_devices(nvml: Any, environ: Mapping[str, str]) -> tuple[list[str], str | None]:
-    """UUIDs of the devices CUDA exposes, in CUDA's order, and a note on the order used."""
-    devices = []
-    for index in range(nvml.nvmlDeviceGetCount()):
-        handle = nvml.nvmlDeviceGetHandleByIndex(index)
-        devices.append((_text(nvml.nvmlDeviceGetUUID(handle)),
-                        _text(nvml.nvmlDeviceGetName(handle))))
-    spec = environ.get("CUDA_VISIBLE_DEVICES")
-    used_index = spec is None
-    if spec is None:
-        chosen = [uuid for uuid, _ in devices]
-    else:
-        chosen = []
-        for entry in (e.strip() for e in spec.split(",")):
-            uuid = _parse_entry(entry, devices)
-            if uuid is None or uuid in chosen:
-                break  # CUDA ignores the rest of the list from the first invalid entry
-            used_index = used_index or entry.isdigit()
-            chosen.append(uuid)
-    names = {name for uuid, name in devices if uuid in chosen}
-    note = None
-    if used_index and len(names) > 1 and environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
-        note = ("mixed GPU models and CUDA's default FASTEST_FIRST order: device indices may "
-                "differ from NVML's; set CUDA_DEVICE_ORDER=PCI_BUS_ID (checked against the "
-                "worker's UUID)")
-    return chosen, note
-
-
-def _parse_entry(entry: str, devices: list[tuple[str, str]]) -> str | None:
-    if entry.isdigit():
-        index = int(entry)
-        return devices[index][0] if index < len(devices) else None
-    if entry.upper().startswith("MIG-"):
-        return entry  # a MIG instance: NVML resolves its UUID directly
-    prefix = normalize_uuid(entry)
-    if not prefix:
-        return None
-    matches = [uuid for uuid, _ in devices if normalize_uuid(uuid).startswith(prefix)]
-    return matches[0] if len(matches) == 1 else None
-
-
-def map_device(nvml: Any, device: str, environ: Mapping[str, str]) -> Mapped:
-    """The NVML handle of a torch device string ("cuda", "cuda:N")."""
-    _, _, index_text = device.partition(":")
-    index = int(index_text) if index_text else 0
-    try:
-        visible, note = visible_devices(nvml, environ)
-    except Exception as exc:
-        raise MappingError(f"listing NVML devices failed: {describe_error(nvml, exc)}") from None
-    spec = environ.get("CUDA_VISIBLE_DEVICES")
-    if index >= len(visible):
-        shown = f"CUDA_VISIBLE_DEVICES={spec!r}" if spec is not None else "no CUDA_VISIBLE_DEVICES"
-        raise MappingError(f"{device}: only {len(visible)} device(s) visible through NVML "
-                           f"({shown})")
-    uuid = visible[index]
-    try:
-        handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
-        name = _text(nvml.nvmlDeviceGetName(handle))
-    except Exception as exc:
-        raise MappingError(f"{device} -> {uuid}: {describe_error(nvml, exc)}") from None
-    return Mapped(handle=handle, uuid=uuid, name=name, note=note)
 
 
 # ---- fields ---------------------------------------------------------------------------------
