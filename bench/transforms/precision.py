@@ -99,7 +99,12 @@ def apply_precision(module: nn.Module, inputs: Inputs, precision: str,
 def _dynamic_int8(module: nn.Module) -> nn.Module:
     with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao
         warnings.simplefilter("ignore")
-        from torch.ao.quantization import quantize_dynamic
+        try:
+            from torch.ao.quantization import quantize_dynamic
+        except ImportError:
+            raise UnsupportedCase(f"torch {torch.__version__} no longer ships "
+                                  "torch.ao.quantization.quantize_dynamic; use precision "
+                                  '"int8-weight-only" (torchao) instead') from None
 
         quantized: nn.Module = quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8,
                                                 inplace=True)
