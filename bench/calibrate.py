@@ -134,5 +134,5 @@ def measure_peaks(devices: Sequence[str], threads: int | None = None,
         measured = {device_key(d): measure_device(d, quick) for d in devices}
         used_threads = torch.get_num_threads()
     return {"created_at": datetime.now(UTC).isoformat(), "threads": used_threads,
-            "torch_version": torch.__version__, "quick": quick,
+            "torch_version": str(torch.__version__), "quick": quick,
             "duration_s": time.perf_counter() - began, "devices": measured}

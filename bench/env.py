@@ -56,7 +56,7 @@ def torch_info() -> dict[str, Any]:
     import torch
 
     info: dict[str, Any] = {
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "cuda_version": torch.version.cuda,
         "cudnn_version": torch.backends.cudnn.version() if torch.backends.cudnn.is_available()
         else None,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench.worker import Message, WorkerJob, run_case, worker_main
+from bench.jobs import Message, WorkerJob, run_inline, worker_entry
 
 ISOLATION_MODES = ("forkserver", "spawn", "inline")
 #: A worker that sent its result but does not exit within this is killed (result kept).
@@ -81,7 +81,7 @@ class InlineBackend:
             messages.append(message)
             on_message(message)
 
-        run_case(job, send)
+        run_inline(job, send)
         return _outcome_from(messages)
 
     def call(self, fn: Callable[[], Any], timeout_s: float = 120.0) -> Any:
@@ -103,7 +103,7 @@ class ProcessBackend:
     def run(self, job: WorkerJob, timeout_s: float, on_message: OnMessage,
             on_start: OnStart | None = None) -> Outcome:
         receiver, sender = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(target=worker_main, args=(job, sender), daemon=True,
+        process = self._ctx.Process(target=worker_entry, args=(job, sender), daemon=True,
                                     name=f"archbench-{job.case.case_id}")
         process.start()
         sender.close()  # the parent keeps only the reading end, so EOF means the worker died

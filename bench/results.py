@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchWarning, ResultsError
-from bench.stats import summarize
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -257,6 +256,8 @@ def flatten(record: Record) -> dict[str, Any]:
         "started_at": record.started_at,
         "duration_s": record.duration_s,
     }
+    from bench.stats import summarize  # numpy/scipy: loaded when results are read
+
     timing = record.timing or {}
     samples = record.samples_ns
     if samples:

@@ -20,9 +20,9 @@ from bench.collectors import calibration
 from bench.collectors.session import Collected, ParentSession
 from bench.errors import BenchError
 from bench.isolation import Backend, Outcome, backend_for
+from bench.jobs import Message, WorkerJob
 from bench.results import Record, ResultsStore, read_run
 from bench.spec import Case, Suite
-from bench.worker import Message, WorkerJob
 
 DEFAULT_RUNS_DIR = Path("reports") / "runs"
 

@@ -29,25 +29,11 @@ from bench import capability
 from bench.clock import Clock, CudaEventClock, PerfCounterClock
 from bench.collectors.probes import WorkerProbes
 from bench.errors import BuildError, UnsupportedCase
+from bench.jobs import Send, WorkerJob, plain
 from bench.models.build import build
 from bench.prepare import prepare
-from bench.spec import Case
 from bench.timing import TimingResult, measure
 from bench.transforms.precision import tf32_flags
-
-Message = tuple[Any, ...]
-Send = Callable[[Message], None]
-
-
-@dataclass(frozen=True)
-class WorkerJob:
-    case: Case
-    #: Folders searched first for user factory modules (the suite's folder, the cwd).
-    search_path: tuple[str, ...] = ()
-    #: File receiving the worker's stdout/stderr and fatal-error tracebacks (None: inherit).
-    log_path: str | None = None
-    #: The run folder, for files a case writes there (profiler traces); None: write none.
-    run_dir: str | None = None
 
 
 def worker_main(job: WorkerJob, conn: Any) -> None:
@@ -75,7 +61,7 @@ def run_case(job: WorkerJob, send: Send) -> None:
         message = str(exc) if isinstance(exc, BuildError) else f"{type(exc).__name__}: {exc}"
         send(("error", status, message, traceback.format_exc()))
     else:
-        send(("done", payload))
+        send(("done", plain(payload)))
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -147,7 +133,7 @@ def execute(job: WorkerJob, send: Send) -> dict[str, Any]:
         phase("teardown")
         probes.finish()
         out.metrics["threads"] = torch.get_num_threads()
-        out.info.update(device_name=device_name(device), torch_version=torch.__version__)
+        out.info.update(device_name=device_name(device), torch_version=str(torch.__version__))
         return out.payload(timing)
 
 

@@ -78,3 +78,26 @@ def test_help_everywhere():
         assert done.returncode == 0 and "usage: archbench" in done.stdout
     assert "Exit codes" in subprocess.run([sys.executable, "-m", "bench", "run", "--help"],
                                           capture_output=True, text=True).stdout
+
+
+@pytest.mark.slow
+def test_the_parent_of_a_run_never_imports_torch(write_suite, tmp_path):
+    """Workers import torch; the parent must not (seconds per command, and a parent that
+    touched CUDA could not fork workers safely)."""
+    path = write_suite('[[sweep]]\nmodel = "mlp"\nwidth = [8]\n')
+    code = ("import sys\nfrom bench.cli import main\n"
+            "rc = main(['run', sys.argv[1], '--out', sys.argv[2]])\n"
+            "assert 'torch' not in sys.modules, 'the parent imported torch'\n"
+            "sys.exit(rc)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 ok" in done.stdout
+
+
+def test_help_is_fast_because_it_imports_no_numerics():
+    code = ("import sys\nfrom bench.cli import build_parser\nbuild_parser()\n"
+            "heavy = [m for m in ('torch', 'scipy', 'pandas', 'plotly') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

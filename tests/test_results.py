@@ -97,3 +97,17 @@ def test_unknown_status_is_rejected():
 def test_missing_run_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ResultsError, match="no results file"):
         load(tmp_path / "nowhere")
+
+
+def test_worker_payloads_become_plain_python():
+    import numpy as np
+    import torch
+
+    from bench.jobs import plain
+
+    payload = {"v": torch.__version__, "d": torch.float16, "n": np.float64(1.5),
+               "t": torch.tensor(3), "nested": [(np.bool_(True), 2)]}
+    out = plain(payload)
+    assert out == {"v": str(torch.__version__), "d": "torch.float16", "n": 1.5, "t": 3,
+                   "nested": [[True, 2]]}
+    assert type(out["v"]) is str and type(out["n"]) is float and type(out["t"]) is int

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.progress import (
@@ -19,9 +20,12 @@ from rich.progress import (
 from bench.cli.console import console
 from bench.cli.suites import add_suite_arguments, load_suites
 from bench.isolation import ISOLATION_MODES
-from bench.results import FAILURE_STATUSES, Record
-from bench.runner import RunInterrupted, RunOptions, RunResult, run
-from bench.spec import Case
+from bench.results import FAILURE_STATUSES
+
+if TYPE_CHECKING:  # the runner pulls in numpy/scipy: imported when a run starts, not for --help
+    from bench.results import Record
+    from bench.runner import RunResult
+    from bench.spec import Case
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,6 +52,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def handle(args: argparse.Namespace) -> int:
+    from bench.runner import RunInterrupted, RunOptions, run
+
     if args.profile:
         args.settings = [*args.settings, "profile=true"]
     suites, cases = load_suites(args)

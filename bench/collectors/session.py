@@ -35,7 +35,7 @@ from bench.spec import Case
 
 if TYPE_CHECKING:
     from bench.isolation import Outcome
-    from bench.worker import Message
+    from bench.jobs import Message
 
 
 @dataclass
