@@ -134,6 +134,8 @@ class Comparison:
     baseline_label: str = "baseline"
     candidate_label: str = "candidate"
     thresholds: tuple[str, ...] = field(default_factory=tuple)
+    #: Cases present on both sides (each has at least a status row unless all metrics are off).
+    cases_compared: int = 0
 
     @property
     def regressions(self) -> tuple[MetricVerdict, ...]:
@@ -168,6 +170,7 @@ class Comparison:
             "env_mismatch": dict(self.env_mismatch) if self.env_mismatch else None,
             "counts": self.counts(),
             "regression": self.has_regression,
+            "cases_compared": self.cases_compared,
             "only_in_baseline": list(self.only_in_baseline),
             "only_in_candidate": list(self.only_in_candidate),
             "verdicts": [_finite_dict(v.to_dict()) for v in self.verdicts],
@@ -251,6 +254,7 @@ def compare_records(baseline: Sequence[Record], candidate: Sequence[Record],
         baseline_label=labels[0],
         candidate_label=labels[1],
         thresholds=tuple(rule.text for rule in options.thresholds),
+        cases_compared=len(common),
     )
 
 
@@ -322,10 +326,9 @@ def _decide(test: _TimingTest, p_slower: float, p_faster: float, alpha: float) -
     p_adj = p_slower if delta >= 0 else p_faster
     lo, hi = row.ci_low_pct, row.ci_high_pct
     if delta >= t and p_slower < alpha:
-        verdict, note = "regression", f"{delta:+.1f}% ≥ {t:g}% and p_adj {p_slower:.2g} < {alpha:g}"
+        verdict, note = "regression", f"≥ {t:g}% and significant"
     elif delta <= -t and p_faster < alpha:
-        verdict, note = "improvement", (f"{delta:+.1f}% ≤ -{t:g}% and p_adj {p_faster:.2g} < "
-                                        f"{alpha:g}")
+        verdict, note = "improvement", f"≤ -{t:g}% and significant"
     elif lo is not None and hi is not None and -t < lo and hi < t:
         verdict, note = "same", ""
     elif abs(delta) >= t:
@@ -360,16 +363,16 @@ def _scalar_verdict(spec: MetricSpec, c: Record, xb: float, xc: float,
     delta = (xc - xb) / abs(xb) * 100 if xb != 0 else None
     worse_by = (xc - xb) if spec.lower_is_better else (xb - xc)
     if spec.absolute:
-        moved, unit = abs(xc - xb) > threshold, f"{threshold:g} absolute"
+        moved, unit = abs(xc - xb) > threshold, f"±{threshold:g} absolute"
     elif delta is None:
         moved, unit = xc != xb, "any change from 0"
     else:
-        moved, unit = abs(delta) > threshold, f"{threshold:g}%"
+        moved, unit = abs(delta) > threshold, f"±{threshold:g}%"
     if not moved:
         verdict, note = "same", ""
     else:
         verdict = "regression" if worse_by > 0 else "improvement"
-        note = f"{xb:g} → {xc:g} (tolerance {unit})"
+        note = f"beyond the {unit} tolerance"
     return MetricVerdict(case_id=c.case_id, name=c.name, metric=spec.name, baseline=xb,
                          candidate=xc, delta_pct=delta, ci_low_pct=None, ci_high_pct=None,
                          p_value=None, p_adjusted=None, verdict=verdict, kind=spec.kind,
