@@ -1,8 +1,11 @@
 """Gate quality: does `archbench compare` stay quiet on noise and catch a real slowdown?
 
-Runs the test-only suite benchmarks/gate_suite.toml (6 CPU cases) as separate
-`archbench run` processes, interleaved A B A B ... so drift hits both arms alike: A is the
-model as is, B the same case ids with 15% more blocks (ARCHBENCH_GATE_SLOWDOWN=1.15). Then:
+Runs the test-only suite benchmarks/gate_suite.toml (6 CPU cases) with `archbench run` into
+run folders A1 B1 A2 B2 ...: A is the model as is, B the same case ids with 15% more blocks
+(ARCHBENCH_GATE_SLOWDOWN=1.15). `--interleave run` runs each folder's suite in one go, in
+that order (as two CI jobs would); `--interleave case` (default) runs case by case, each
+case into every folder before the next case (`--resume` adds it), so the copies of a case
+are measured seconds, not minutes, apart. Then:
 
 - A/A: every pair of A runs (rounds choose 2 comparisons): regressions here are false
   positives;
@@ -13,6 +16,7 @@ across the 6 cases, alpha 0.05) through the library and through the CLI (exit co
 
 Usage (timing-sensitive; take the machine alone):
     flock -x /tmp/archbench-cpu.lock python -m benchmarks.gate_quality [--rounds 3]
+        [--interleave case|run] [--set min_time_s=2] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,25 +33,35 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.compare import Comparison, compare_runs
+import numpy as np
+
+from bench import suite_file
+from bench.compare import CompareOptions, Comparison, compare_runs
 
 HERE = Path(__file__).resolve().parent
 SUITE = HERE / "gate_suite.toml"
 SLOWDOWN = "1.15"
 
 
-def run_arm(out: Path, slowdown: str) -> dict[str, Any]:
-    """One `archbench run` of the suite; returns its wall time and the machine's load around
-    it (other users' processes are the main source of run-to-run noise on a shared host)."""
+def run_arm(out: Path, slowdown: str, case: str | None = None,
+            settings: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One `archbench run` (of the suite, or of one case added to the folder); returns its
+    wall time and the machine's load around it (other users' processes are the main source
+    of run-to-run noise on a shared host)."""
     env = {**os.environ, "ARCHBENCH_GATE_SLOWDOWN": slowdown}
+    command = [sys.executable, "-m", "bench", "run", str(SUITE), "--out", str(out)]
+    if case is not None:
+        command += ["--filter", case] + (["--resume"] if (out / "run.json").exists() else [])
+    for setting in settings:
+        command += ["--set", setting]
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "bench", "run", str(SUITE), "--out", str(out)],
-                          env=env, capture_output=True, text=True)
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"archbench run failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return {"run": out.name, "slowdown": float(slowdown), "wall_s": time.perf_counter() - started,
-            "load1_before": load_before, "load1_after": os.getloadavg()[0]}
+    return {"run": out.name, "case": case, "slowdown": float(slowdown),
+            "wall_s": time.perf_counter() - started, "load1_before": load_before,
+            "load1_after": os.getloadavg()[0]}
 
 
 def cli_exit(base: Path, cand: Path) -> int:
@@ -61,6 +76,49 @@ def rows(comparison: Comparison) -> list[dict[str, Any]]:
              "ci_high_pct": v.ci_high_pct, "p_value": v.p_value, "p_adjusted": v.p_adjusted,
              "n_baseline": v.n_baseline, "n_candidate": v.n_candidate, "verdict": v.verdict}
             for v in comparison.verdicts if v.metric == "median_ms"]
+
+
+def machine_drift(seconds: float) -> dict[str, Any]:
+    """The machine's own speed over time: medians of short windows of one fixed numpy
+    workload, relative to their median. Nothing archbench does is involved;
+    a spread beyond the gate's threshold here means A/A verdicts will see it too."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((256, 256)).astype(np.float32)
+
+    def work() -> float:
+        start = time.perf_counter()
+        for _ in range(20):
+            a @ a
+        return time.perf_counter() - start
+
+    for _ in range(50):
+        work()
+    medians = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        medians.append(statistics.median(work() for _ in range(30)))
+        time.sleep(0.3)
+    mid = statistics.median(medians)
+    return {"seconds": seconds, "windows": len(medians), "min_rel": min(medians) / mid,
+            "max_rel": max(medians) / mid}
+
+
+def sweep(aa_pairs: list[tuple[Path, Path]], ab_pairs: list[tuple[Path, Path]],
+          thresholds: list[float]) -> list[dict[str, Any]]:
+    """Verdict counts at other timing thresholds, from the same runs."""
+    out = []
+    for t in thresholds:
+        options = CompareOptions.from_specs(f"{t:g}%")
+        aa = [v for a, b in aa_pairs for v in compare_runs(a, b, options).verdicts
+              if v.metric == "median_ms"]
+        ab = [v for a, b in ab_pairs for v in compare_runs(a, b, options).verdicts
+              if v.metric == "median_ms"]
+        out.append({"threshold_pct": t, "aa_total": len(aa),
+                    "aa_regressions": sum(v.verdict == "regression" for v in aa),
+                    "aa_improvements": sum(v.verdict == "improvement" for v in aa),
+                    "ab_total": len(ab), "ab_regressions": sum(v.verdict == "regression"
+                                                               for v in ab)})
+    return out
 
 
 def show(title: str, table: list[dict[str, Any]], exit_code: int) -> None:
@@ -78,20 +136,37 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "out" / "gate_quality.json")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep the run folders here (default: a temporary folder)")
+    parser.add_argument("--interleave", choices=("case", "run"), default="case")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a measurement setting for every run, e.g. min_time_s=2")
+    parser.add_argument("--sweep", type=float, nargs="+", default=[5.0, 7.5, 10.0],
+                        metavar="PCT", help="also count verdicts at these thresholds")
+    parser.add_argument("--drift-s", type=float, default=30.0,
+                        help="seconds of fixed numpy work timed first, to show how much the "
+                             "machine itself drifts (0: skip)")
     args = parser.parse_args()
+    drift = machine_drift(args.drift_s) if args.drift_s > 0 else None
     with tempfile.TemporaryDirectory(prefix="gate-quality-") as tmp:
         folder = args.keep or Path(tmp)
-        a_runs, b_runs = [], []
+        plan = [(folder / f"{arm}{i + 1}", slowdown) for i in range(args.rounds)
+                for arm, slowdown in (("A", "1.0"), ("B", SLOWDOWN))]
+        a_runs = [out for out, slowdown in plan if slowdown == "1.0"]
+        b_runs = [out for out, slowdown in plan if slowdown != "1.0"]
+        cases = [c.name for c in suite_file.load(SUITE).cases] if args.interleave == "case" \
+            else [None]
         arms = []
-        for i in range(args.rounds):
-            for arm, runs, slowdown in (("A", a_runs, "1.0"), ("B", b_runs, SLOWDOWN)):
-                out = folder / f"{arm}{i + 1}"
-                print(f"running {out.name} (slowdown {slowdown})", flush=True)
-                arms.append(run_arm(out, slowdown))
-                print(f"  {arms[-1]['wall_s']:.0f} s, load average {arms[-1]['load1_before']:.2f}"
+        for case in cases:
+            for out, slowdown in plan:
+                arms.append(run_arm(out, slowdown, case, tuple(args.set)))
+                print(f"{out.name} {case or 'suite'} (slowdown {slowdown}): "
+                      f"{arms[-1]['wall_s']:.0f} s, load average {arms[-1]['load1_before']:.2f}"
                       f" -> {arms[-1]['load1_after']:.2f}", flush=True)
-                runs.append(out)
-        results: dict[str, Any] = {"arms": arms, "aa": [], "ab": []}
+        results: dict[str, Any] = {"interleave": args.interleave, "settings": args.set,
+                                   "arms": arms, "aa": [], "ab": []}
+        if drift is not None:
+            results["drift"] = drift
+        results["sweep"] = sweep(list(itertools.combinations(a_runs, 2)),
+                                 list(zip(a_runs, b_runs, strict=True)), args.sweep)
         for a, b in itertools.combinations(a_runs, 2):
             table = rows(compare_runs(a, b))
             code = cli_exit(a, b)
@@ -106,11 +181,15 @@ def main() -> None:
     aa = [c for r in results["aa"] for c in r["cases"]]
     ab = [c for r in results["ab"] for c in r["cases"]]
     false_pos = sum(c["verdict"] == "regression" for c in aa)
-    real = [c for c in ab if c["ci_low_pct"] is not None and c["ci_low_pct"] >= 5.0]
+    # "Real" when both the medians and the whole interval say at least 5% slower.
+    real = [c for c in ab if c["delta_pct"] >= 5.0 and c["ci_low_pct"] is not None
+            and c["ci_low_pct"] >= 5.0]
     caught_real = sum(c["verdict"] == "regression" for c in real)
     caught_all = sum(c["verdict"] == "regression" for c in ab)
     results["summary"] = {
         "aa_case_comparisons": len(aa), "aa_false_positives": false_pos,
+        "aa_false_improvements": sum(c["verdict"] == "improvement" for c in aa),
+        "aa_abs_delta_pct": sorted(round(abs(c["delta_pct"]), 1) for c in aa),
         "aa_exit_codes": [r["exit"] for r in results["aa"]],
         "ab_case_comparisons": len(ab), "ab_flagged": caught_all,
         "ab_real": len(real), "ab_real_flagged": caught_real,
@@ -118,12 +197,23 @@ def main() -> None:
         "ab_delta_pct": sorted(round(c["delta_pct"], 1) for c in ab),
     }
     s = results["summary"]
-    print(f"\nA/A: {s['aa_false_positives']} false positive(s) in {s['aa_case_comparisons']} case "
-          f"comparisons; exit codes {s['aa_exit_codes']}")
-    print(f"A/B: {s['ab_flagged']} of {s['ab_case_comparisons']} flagged; of those whose "
-          f"interval says the slowdown is real (lower bound >= 5%): {s['ab_real_flagged']} of "
-          f"{s['ab_real']}; exit codes {s['ab_exit_codes']}")
+    if "drift" in results:
+        d = results["drift"]
+        print(f"\nmachine drift (fixed numpy work, {d['windows']} short windows over "
+              f"{d['seconds']:g} s): window medians {d['min_rel']:.3f}x to {d['max_rel']:.3f}x "
+              "of their median")
+    print(f"\nA/A: {s['aa_false_positives']} false regression(s) and "
+          f"{s['aa_false_improvements']} false improvement(s) in {s['aa_case_comparisons']} "
+          f"case comparisons; exit codes {s['aa_exit_codes']}")
+    print(f"A/A |change| (%): {s['aa_abs_delta_pct']}")
+    print(f"A/B: {s['ab_flagged']} of {s['ab_case_comparisons']} flagged; of those really "
+          f"slower (median and interval >= +5%): {s['ab_real_flagged']} of {s['ab_real']}; "
+          f"exit codes {s['ab_exit_codes']}")
     print(f"A/B measured slowdowns (%): {s['ab_delta_pct']}")
+    print("\nby threshold: A/A regressions (and false improvements), A/B regressions")
+    for row in results["sweep"]:
+        print(f"  {row['threshold_pct']:>5g}%   A/A {row['aa_regressions']}/{row['aa_total']} "
+              f"({row['aa_improvements']})   A/B {row['ab_regressions']}/{row['ab_total']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"written: {args.out}")
