@@ -12,6 +12,8 @@ import json
 import os
 from pathlib import Path
 
+from rich import box
+from rich.console import Console
 from rich.table import Table
 
 from bench import compare_output
@@ -113,19 +115,28 @@ _STYLE = {"regression": "bold red", "improvement": "green", "inconclusive": "yel
 
 def print_table(comparison: Comparison, *, everything: bool = False) -> None:
     out = console()
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        # A log (CI, a pipe) has no width to respect; rich's default of 80 would fold every
+        # cell of a 7-column table.
+        out = Console(highlight=False, width=160)
     out.print(f"[bold]{comparison.baseline_label}[/] (baseline) → "
               f"[bold]{comparison.candidate_label}[/] (candidate)", soft_wrap=True)
     out.print(compare_output.settings_line(comparison), soft_wrap=True)
     for line in compare_output.env_lines(comparison):
         out.print(f"[bold yellow]warning:[/] {line}", soft_wrap=True)
-    table = Table(title_justify="left")
-    for column in compare_output.COLUMNS:
-        table.add_column(column, overflow="fold",
-                         justify="right" if column in ("baseline", "candidate", "change")
-                         else "left")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("case", overflow="fold", ratio=3)
+    table.add_column("metric", overflow="fold")
+    table.add_column("baseline → candidate", justify="right", overflow="fold")
+    table.add_column("change [95% CI]", justify="right", overflow="fold")
+    table.add_column("p adj.", justify="right", overflow="fold")
+    table.add_column("note", overflow="fold", ratio=2)
     shown = compare_output.rows(comparison, everything=everything)
     for row in shown:
-        table.add_row(*compare_output.cells(row), style=_STYLE[row.verdict])
+        verdict, case, metric, base, cand, change, ci, p, note = compare_output.cells(row)
+        table.add_row(verdict, case, metric, f"{base} → {cand}" if base or cand else "",
+                      f"{change} {ci}".strip(), p, note, style=_STYLE[row.verdict])
     if shown:
         out.print(table)
     hidden = len(comparison.verdicts) - len(shown)
