@@ -82,7 +82,7 @@ class InlineBackend:
             on_message(message)
 
         run_inline(job, send)
-        return _outcome_from(messages)
+        return outcome_from(messages)
 
     def call(self, fn: Callable[[], Any], timeout_s: float = 120.0) -> Any:
         return fn()
@@ -97,6 +97,8 @@ class ProcessBackend:
     def __init__(self, method: str = "forkserver") -> None:
         self.name = method
         self._ctx: Any = mp.get_context(method)
+        #: The last worker, which sent its result and may still be exiting (see `run`).
+        self._exiting: Any = None
         if method == "forkserver":
             self._ctx.set_forkserver_preload(forkserver_preload())
 
@@ -107,6 +109,9 @@ class ProcessBackend:
                                     name=f"archbench-{job.case.case_id}")
         process.start()
         sender.close()  # the parent keeps only the reading end, so EOF means the worker died
+        # The previous worker tears its address space down (~20 ms of kernel time) while this
+        # one starts; it is gone before this one can reach its timed window.
+        self._reap_exiting()
         messages: list[Message] = []
         deadline = time.monotonic() + timeout_s
         try:
@@ -116,7 +121,7 @@ class ProcessBackend:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     _stop(process)
-                    outcome = _outcome_from(messages)
+                    outcome = outcome_from(messages)
                     outcome.status, outcome.message = "timeout", (
                         f"no result within the {timeout_s:g} s case timeout "
                         f"(last phase: {_last_phase(messages) or 'start'}); the worker was "
@@ -131,16 +136,15 @@ class ProcessBackend:
                     messages.append(message)
                     on_message(message)
                     if message[0] in ("done", "error"):
-                        process.join(EXIT_GRACE_S)
-                        if process.is_alive():
-                            _stop(process)
-                        outcome = _outcome_from(messages)
-                        outcome.pid, outcome.exitcode = process.pid, process.exitcode
+                        self._exiting = process  # reaped when the next worker has started
+                        outcome = outcome_from(messages)
+                        outcome.pid = process.pid
                         return outcome
                 elif not process.is_alive():
                     return self._died(process, messages, job)
         except BaseException:
             _stop(process)  # Ctrl-C in the parent: never leave a worker behind
+            self._reap_exiting()
             raise
         finally:
             receiver.close()
@@ -151,12 +155,19 @@ class ProcessBackend:
             return pool.apply_async(fn).get(timeout_s)
 
     def close(self) -> None:
-        pass
+        self._reap_exiting()
+
+    def _reap_exiting(self) -> None:
+        """Join the worker that already reported; one stuck in its exit is killed."""
+        process, self._exiting = self._exiting, None
+        if process is not None:
+            process.join(EXIT_GRACE_S)
+            _stop(process)
 
     def _died(self, process: Any, messages: list[Message], job: WorkerJob) -> Outcome:
         process.join(1.0)
         code = process.exitcode
-        outcome = _outcome_from(messages)
+        outcome = outcome_from(messages)
         outcome.pid, outcome.exitcode = process.pid, code
         tail = _log_tail(job.log_path)
         outcome.traceback = tail or None
@@ -182,15 +193,20 @@ def forkserver_preload() -> list[str]:
     multiprocessing re-imports the parent's `__main__` in every child. Importing it once in
     the forkserver (when it is a real file, e.g. the `archbench` script) lets children skip
     that; a `python -m` main is re-run in each child, cheaply when what it imports (bench's
-    parent-side modules) is already loaded. Scripts calling the runner need the usual
+    parent-side modules) is already loaded. Nothing here may initialise CUDA: workers fork
+    from this process. Scripts calling the runner need the usual
     `if __name__ == "__main__":` guard, as with any multiprocessing start method.
     """
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
     main = ["__main__"] if main_file and os.path.isfile(main_file) else []
-    return [*main, "bench.worker", "bench.runner", "bench.cli"]
+    # torch._dynamo: the FLOP counter (a dispatch mode) imports it on first use, ~1 s that
+    # every worker would pay again. Importing it does not initialise CUDA.
+    return [*main, "bench.worker", "torch._dynamo", "bench.runner", "bench.cli",
+            "bench.forkserver_ready"]
 
 
-def _outcome_from(messages: list[Message]) -> Outcome:
+def outcome_from(messages: list[Message]) -> Outcome:
+    """The Outcome a list of worker messages amounts to (the last final message wins)."""
     phases = [(m[1], m[2]) for m in messages if m[0] == "phase"]
     final = next((m for m in reversed(messages) if m[0] in ("done", "error")), None)
     if final is None:

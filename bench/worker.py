@@ -30,7 +30,7 @@ from bench.clock import Clock, CudaEventClock, PerfCounterClock
 from bench.collectors.probes import WorkerProbes
 from bench.errors import BuildError, UnsupportedCase
 from bench.jobs import Send, WorkerJob, plain
-from bench.models.build import build
+from bench.models.build import BuiltModel, Inputs, build
 from bench.prepare import prepare
 from bench.timing import TimingResult, measure
 from bench.transforms.precision import tf32_flags
@@ -48,10 +48,14 @@ def worker_main(job: WorkerJob, conn: Any) -> None:
         conn.close()
 
 
-def run_case(job: WorkerJob, send: Send) -> None:
-    """Run one case and send exactly one final message; used inline and in workers."""
+def run_case(job: WorkerJob, send: Send, prebuilt: Prebuilt | None = None) -> None:
+    """Run one case and send exactly one final message; used inline and in workers.
+
+    `prebuilt` (a model and its input) replaces the build step: the pytest fixture measures
+    a module the caller already holds, through the same stages as a suite case.
+    """
     try:
-        payload = execute(job, send)
+        payload = execute(job, send, prebuilt)
     except UnsupportedCase as exc:
         send(("error", "unsupported", str(exc), None))
     except BaseException as exc:
@@ -70,6 +74,9 @@ def is_oom(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and ("out of memory" in text or
                                               "can't allocate memory" in text)
+
+
+Prebuilt = tuple[BuiltModel, Inputs]
 
 
 @dataclass
@@ -103,7 +110,7 @@ class PhaseBus:
         self._send(("phase", name, time.time()))
 
 
-def execute(job: WorkerJob, send: Send) -> dict[str, Any]:
+def execute(job: WorkerJob, send: Send, prebuilt: Prebuilt | None = None) -> dict[str, Any]:
     """Build, prepare and time one case. Stages, in order:
 
     capability check -> build (seeded) -> prepare (device, reference output, pruning,
@@ -122,7 +129,7 @@ def execute(job: WorkerJob, send: Send) -> dict[str, Any]:
         out.warnings += capability.check(case)
         phase("build")
         built_at = time.perf_counter()
-        built, inputs = build(case, job.search_path)
+        built, inputs = prebuilt or build(case, job.search_path)
         prepared = prepare(case, built, inputs, out.metrics, out.info, stack)
         out.metrics["build_s"] = time.perf_counter() - built_at
         probes.after_build(prepared, case.batch_size)

@@ -4,9 +4,12 @@ For each isolation mode, runs the same tiny case many times and splits each case
 (seen from the parent) at the worker's phase messages:
 
     start   parent asks for a worker          -> worker announces "build"
-    build   model built, moved, inputs made   -> worker announces "warmup"
+    build   model built and prepared          -> worker announces "warmup"
     (measuring: warm-up + calibration + timed window, excluded)
     finish  worker announces "teardown"       -> the record is ready in the parent
+
+and, since a worker's exit overlaps the next worker's start, also the end-to-end figure:
+(wall time of all cases back to back - their warm-up-to-teardown windows) / cases.
 
 Usage: python -m benchmarks.harness_overhead [--cases 30] [--modes forkserver spawn inline]
 """
@@ -32,6 +35,8 @@ def overheads(mode: str, cases: int) -> dict[str, float]:
     backend = backend_for(mode)
     run_case(TINY, backend, "warm")  # start the forkserver (imports torch) outside the numbers
     parts: dict[str, list[float]] = {"start": [], "build": [], "finish": [], "total": []}
+    measuring = 0.0
+    wall_start = time.time()
     for _ in range(cases):
         seen: dict[str, float] = {}
         begin = time.time()
@@ -46,8 +51,11 @@ def overheads(mode: str, cases: int) -> dict[str, float]:
         parts["build"].append(seen["warmup"] - seen["build"])
         parts["finish"].append(end - seen["teardown"])
         parts["total"].append(parts["start"][-1] + parts["build"][-1] + parts["finish"][-1])
+        measuring += seen["teardown"] - seen["warmup"]
     backend.close()
-    return {k: statistics.median(v) * 1e3 for k, v in parts.items()}
+    result = {k: statistics.median(v) * 1e3 for k, v in parts.items()}
+    result["end_to_end"] = (time.time() - wall_start - measuring) / cases * 1e3
+    return result
 
 
 def main() -> None:
@@ -58,10 +66,10 @@ def main() -> None:
     args = parser.parse_args()
     results = {mode: overheads(mode, args.cases) for mode in args.modes}
     print(f"median per-case overhead over {args.cases} cases (ms), measuring excluded")
-    print(f"{'mode':<12}{'start':>10}{'build':>10}{'finish':>10}{'total':>10}")
+    print(f"{'mode':<12}{'start':>10}{'build':>10}{'finish':>10}{'total':>10}{'end-to-end':>12}")
     for mode, r in results.items():
         print(f"{mode:<12}{r['start']:>10.1f}{r['build']:>10.1f}{r['finish']:>10.1f}"
-              f"{r['total']:>10.1f}")
+              f"{r['total']:>10.1f}{r['end_to_end']:>12.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
 

@@ -188,3 +188,14 @@ def test_run_json_is_valid_while_running(write_suite, tmp_path):
     run_suite(path, tmp_path / "run")
     json.loads(Path(tmp_path / "run" / "run.json").read_text())
     assert not list((tmp_path / "run").glob("*.tmp"))
+
+
+@pytest.mark.cuda
+def test_cuda_case_through_the_forkserver(write_suite, tmp_path):
+    """The forkserver (which preloads torch and dynamo) must not have touched CUDA, or its
+    workers could not use it."""
+    path = write_suite('[[sweep]]\nmodel = "mlp"\nwidth = [64]\ndevice = ["cuda"]\n'
+                       'precision = ["fp32", "bf16"]\n')
+    result = run_suite(path, tmp_path / "run")
+    assert [r.status for r in result.records] == ["ok", "ok"], [r.reason for r in result.records]
+    assert all(r.timing["clock"] == "cuda_event" for r in result.records)

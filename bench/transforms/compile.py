@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -48,7 +49,13 @@ def compile_module(module: nn.Module, mode: str) -> nn.Module:
 
 
 def frames_compiled() -> int:
-    """Frames dynamo has compiled so far in this process (grows by one per recompile)."""
+    """Frames dynamo has compiled so far in this process (grows by one per recompile).
+
+    Importing dynamo costs about a second; an eager case never loads it, and where it was
+    never loaded nothing can have been compiled.
+    """
+    if "torch._dynamo.utils" not in sys.modules:
+        return 0
     from torch._dynamo.utils import counters
 
     return int(counters["frames"]["ok"])
