@@ -19,7 +19,7 @@ from bench.errors import BenchError
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 #: Each module defines `register(subparsers)`, which adds its parser and sets `handler`.
-COMMAND_MODULES = ("bench.cli.run_cmd", "bench.cli.list_cmd")
+COMMAND_MODULES = ("bench.cli.run_cmd", "bench.cli.list_cmd", "bench.cli.report_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

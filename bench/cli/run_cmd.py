@@ -16,6 +16,7 @@ from rich.progress import (
 )
 
 from bench.cli.console import console
+from bench.cli.report_cmd import report_after_run
 from bench.cli.suites import add_suite_arguments, load_suites
 from bench.isolation import ISOLATION_MODES
 from bench.results import FAILURE_STATUSES, Record
@@ -40,6 +41,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                         help="forkserver (default): a fresh worker process per case; spawn: "
                              "the same from a new interpreter (slow start); inline: in this "
                              "process, for debugging (no timeouts, a crash ends the run)")
+    parser.add_argument("--no-report", action="store_true",
+                        help="do not draw RUN_DIR/report.html at the end")
     parser.set_defaults(handler=handle)
 
 
@@ -55,6 +58,8 @@ def handle(args: argparse.Namespace) -> int:
         console().print(f"[yellow]{exc}[/]")
         return 130
     observer.summary(result)
+    if not args.no_report:
+        report_after_run(result.run_dir)
     return 1 if any(r.status in FAILURE_STATUSES for r in result.records) else 0
 
 
