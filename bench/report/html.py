@@ -90,8 +90,7 @@ CSS = """
 * { box-sizing: border-box; }
 body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
   color:var(--fg); background:var(--bg); }
-header { padding:18px 28px 8px; border-bottom:1px solid var(--line); position:sticky; top:0;
-  background:rgba(255,255,255,.97); z-index:10; }
+header { padding:18px 28px 8px; border-bottom:1px solid var(--line); }
 h1 { font-size:20px; margin:0 0 4px; word-break:break-word; }
 h2 { font-size:18px; margin:28px 0 10px; border-bottom:2px solid var(--accent);
   padding-bottom:4px; }
@@ -99,7 +98,6 @@ h3 { font-size:15px; margin:18px 0 8px; }
 nav a { margin-right:14px; color:var(--accent); text-decoration:none; white-space:nowrap; }
 nav a:hover { text-decoration:underline; }
 main { padding:0 28px 40px; max-width:1500px; }
-section { scroll-margin-top:90px; }
 .muted { color:var(--muted); }
 .warn { background:#fff6e0; border-left:4px solid #e7a33e; padding:6px 10px; }
 .good { background:#eef8ee; border-left:4px solid #2ca02c; padding:6px 10px; }

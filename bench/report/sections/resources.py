@@ -24,7 +24,7 @@ DEVICE_MEMORY = (("cuda_max_allocated_timed_bytes", "CUDA max allocated, timed w
                  ("cuda_max_reserved_timed_bytes", "CUDA max reserved, timed window"),
                  ("nvml_process_used_bytes", "process memory seen by NVML"))
 #: Memory bars are drawn for this many cases at most: the largest peaks.
-MAX_MEMORY_CASES = 40
+MAX_MEMORY_CASES = 30
 #: (key in info["telemetry"], label with unit, scale applied) in the order drawn.
 TELEMETRY = (("gpu_util_pct", "GPU utilisation (%)", 1.0),
              ("power_w", "power (W)", 1.0),
@@ -100,7 +100,7 @@ def memory_chart(memory: pd.DataFrame) -> Chart:
                            for n, v in zip(rows["name"], rows["mib"], strict=True)],
                 hoverinfo="text"), row=1, col=col)
     bars_per_case = int(memory.groupby("side")["metric"].nunique().max())
-    height = 160 + 18 * len(names) * bars_per_case
+    height = 160 + 14 * len(names) * bars_per_case
     new_figure("Memory peaks per case (MiB)", "memory (MiB)", "case", height=min(height, 4000),
                fig=fig, barmode="group", legend={"title": {"text": "metric"}})
     fig.update_yaxes(autorange="reversed", title_text="")

@@ -154,7 +154,7 @@ def heatmap_chart(grids: list[Grid]) -> Chart:
                       f"<br>median {fmt(grid.median_ms[i, j])} ms" if grid.names[i][j] else ""
                       for j, w in enumerate(grid.widths)] for i, d in enumerate(grid.depths)]
         fig.add_trace(go.Heatmap(
-            x=[fmt(w) for w in grid.widths], y=[fmt(d) for d in grid.depths],
+            x=[f"{w:g}" for w in grid.widths], y=[f"{d:g}" for d in grid.depths],
             z=np.log10(grid.median_ms), text=text, texttemplate="%{text}",
             hovertext=hovertext, hoverinfo="text", colorscale="Viridis",
             colorbar={"title": {"text": "median (ms)"},

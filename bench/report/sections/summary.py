@@ -39,11 +39,17 @@ def noisy_cases(frame: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("_noise", ascending=False, na_position="last").drop(columns="_noise")
 
 
+def _int(value: Any) -> str:
+    return str(int(float(value))) if fmt(value) != "–" else "–"
+
+
 def _gib(value: Any) -> str:
     return f"{float(value) / 2**30:.1f} GiB" if fmt(value) != "–" else "–"
 
 
 def _gpus(env: Mapping[str, Any]) -> str:
+    if "gpus" not in env:
+        return "–"
     gpus = env.get("gpus") or []
     if gpus:
         names = [f"{g.get('name', '?')} (driver {g.get('driver', '?')})" for g in gpus]
@@ -119,7 +125,8 @@ def run_facts(run: RunData) -> list[tuple[str, str]]:
         ("description", "; ".join(s.get("description", "") for s in suites if
                                   s.get("description")) or "–"),
         ("status", str(meta.get("status") or "–")),
-        ("started / ended", f"{meta.get('started_at') or '–'} / {meta.get('ended_at') or '–'}"),
+        ("started / ended", f"{meta.get('started_at') or '–'} / {meta.get('ended_at') or '–'}"
+         if meta.get("started_at") else "–"),
         ("isolation", str(meta.get("isolation") or "–")),
         ("archbench", str(meta.get("archbench_version") or "–")),
         ("command", " ".join(meta.get("command") or []) or "–"),
@@ -206,7 +213,7 @@ def _noise_html(frame: pd.DataFrame) -> str:
         met = row.get("target_met")
         rows.append(f"<tr><td>{esc(row.get('name'))}</td><td class=num>{pct(row.get('noise'))}"
                     f"</td><td class=num>±{pct(row.get('ci_rel'))}</td>"
-                    f"<td class=num>{esc(fmt(row.get('n_samples'), 6))}</td>"
+                    f"<td class=num>{esc(_int(row.get('n_samples')))}</td>"
                     f"<td>{'no' if met is False or met == 0 else 'yes'}</td>"
                     f"<td>{esc(row.get('stop_reason') or '–')}</td></tr>")
     more = (f"<p>…and {len(noisy) - NOISE_ROWS} more (filter the results table by "

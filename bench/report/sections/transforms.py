@@ -100,8 +100,9 @@ def pruning_chart(pruned: pd.DataFrame, metric: str, y_title: str, key: str, *,
             hoverinfo="text"))
         seen.add(method)
     new_figure(f"Pruning: {y_title} against pruning ratio, one line per method",
-               "pruning ratio (fraction of weights or channels removed)", y_title, fig=fig,
+               "pruning ratio (share of weights or channels removed, %)", y_title, fig=fig,
                legend={"title": {"text": "method"}})
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
     if metric == "speedup":
         fig.add_hline(y=1.0, line={"color": "#555", "dash": "dot"},
                       annotation_text="1× = no faster than unpruned",
