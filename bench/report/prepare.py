@@ -34,6 +34,8 @@ def numeric(frame: pd.DataFrame, column: str) -> pd.Series:
     """A column as float64 (NaN where missing or not a number), whatever its stored dtype."""
     if column not in frame.columns:
         return pd.Series(np.nan, index=frame.index, dtype="float64")
+    if pd.api.types.is_float_dtype(frame[column].dtype):
+        return frame[column].astype("float64", copy=False)
     values = pd.to_numeric(frame[column], errors="coerce")
     return pd.Series(values, index=frame.index).astype("float64")
 
@@ -50,6 +52,17 @@ def ok_rows(frame: pd.DataFrame) -> pd.DataFrame:
     if "status" not in frame.columns:
         return frame.iloc[0:0]
     return frame[frame["status"] == "ok"]
+
+
+#: Columns too heavy for per-row dicts (lists and structures); read them from the frame.
+HEAVY_COLUMNS = ("samples_ms", "telemetry", "profile", "collectors")
+
+
+def row_dicts(frame: pd.DataFrame) -> dict[Any, dict[str, Any]]:
+    """Each row as a dict, keyed by index label, without the heavy list columns: built once
+    per chart, since `to_dict` per group costs more than the chart itself at 1,000 cases."""
+    light = frame.drop(columns=[c for c in HEAVY_COLUMNS if c in frame.columns])
+    return dict(zip(light.index, light.to_dict("records"), strict=True))
 
 
 def _plain(value: Any) -> Any:

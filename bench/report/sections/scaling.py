@@ -27,6 +27,7 @@ from bench.report.prepare import (
     label,
     numeric,
     ok_rows,
+    row_dicts,
     row_keys,
     scaling_fits,
     varying,
@@ -86,6 +87,7 @@ def heatmap_grids(frame: pd.DataFrame) -> list[Grid]:
     keys = row_keys(ok, with_run_key(group_columns, ok))
     shown = varying(ok, [*group_columns, "run_id"]) or ["model"]
     grids = []
+    records = row_dicts(ok)
     for _, members in ok.groupby(keys, sort=False):
         depths = sorted(set(numeric(members, "depth")))
         widths = sorted(set(numeric(members, "width")))
@@ -93,7 +95,7 @@ def heatmap_grids(frame: pd.DataFrame) -> list[Grid]:
             continue
         z = np.full((len(depths), len(widths)), np.nan)
         names = [["" for _ in widths] for _ in depths]
-        for row in members.to_dict("records"):
+        for row in (records[i] for i in members.index):
             i, j = depths.index(float(row["depth"])), widths.index(float(row["width"]))
             z[i, j] = float(row["median_ms"])
             names[i][j] = str(row.get("name") or "")
@@ -117,6 +119,7 @@ def width_chart(series: pd.DataFrame, metric: str, y_title: str, key: str) -> Ch
                         subplot_titles=[esc(f"{p} · {d}") for p in precisions for d in devices])
     colours = sequential_map([d for d in numeric(series, "depth").fillna(0)])
     models = sorted(series["model"].astype(str).unique()) if "model" in series else []
+    records = row_dicts(series)
     seen: set[str] = set()
     for _, line in series.groupby("line_key", sort=False):
         first = line.iloc[0]
@@ -126,7 +129,7 @@ def width_chart(series: pd.DataFrame, metric: str, y_title: str, key: str) -> Ch
         name = str(first["series"])
         depth = float(first["depth"]) if pd.notna(first.get("depth")) else 0.0
         model_index = models.index(str(first.get("model"))) if models else 0
-        rows = line.to_dict("records")
+        rows = [records[i] for i in line.index]
         fig.add_trace(go.Scatter(
             x=numeric(line, "width"), y=numeric(line, metric), mode="lines+markers",
             name=esc(name), legendgroup=esc(name), showlegend=name not in seen,
@@ -186,6 +189,7 @@ def _log_ticks(values: np.ndarray) -> list[float]:
 def fit_chart(frame: pd.DataFrame) -> Chart:
     groups = fit_groups(frame)
     colours = palette_map([g.label for g in groups])
+    records = row_dicts(frame)
     fig = go.Figure()
     for group in groups:
         members = group.members.assign(_flops=flops_per_call(group.members)).sort_values(
@@ -193,7 +197,7 @@ def fit_chart(frame: pd.DataFrame) -> Chart:
         colour = colours[group.label]
         name = f"{group.label}: exponent {group.fit.slope:.2f}"
         achieved = achieved_flops_s(members)
-        rows = members.to_dict("records")
+        rows = [{**records[i], "_flops": f} for i, f in members["_flops"].items()]
         fig.add_trace(go.Scatter(
             x=members["_flops"], y=numeric(members, "median_ms"), mode="markers",
             name=esc(name), legendgroup=esc(group.label), marker={"color": colour, "size": 8},

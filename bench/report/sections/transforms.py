@@ -19,6 +19,7 @@ from bench.report.prepare import (
     label,
     numeric,
     present,
+    row_dicts,
     row_keys,
     varying,
     with_reference,
@@ -62,14 +63,6 @@ def method_summary(pruned: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 
 # ---- charts ---------------------------------------------------------------------------------
-def _error_y(rows: pd.DataFrame) -> dict[str, Any]:
-    speed = numeric(rows, "speedup")
-    return {"type": "data", "symmetric": False,
-            "array": (numeric(rows, "speedup_high") - speed).clip(lower=0).fillna(0),
-            "arrayminus": (speed - numeric(rows, "speedup_low")).clip(lower=0).fillna(0),
-            "thickness": 1, "width": 3}
-
-
 def _line_groups(rows: pd.DataFrame, exclude: tuple[str, ...]) -> Any:
     """Rows grouped into lines: equal in every parameter but those in `exclude`."""
     columns = [c for c in PARAM_COLUMNS if c not in exclude]
@@ -78,27 +71,46 @@ def _line_groups(rows: pd.DataFrame, exclude: tuple[str, ...]) -> Any:
 
 def pruning_chart(pruned: pd.DataFrame, metric: str, y_title: str, key: str, *,
                   log_y: bool = False) -> Chart:
+    """One trace per method holding all its lines (one per pruned architecture), split by
+    gaps: a sweep of hundreds of architectures stays a handful of traces to draw."""
     fig = go.Figure()
     architecture = [c for c in varying(pruned, PARAM_COLUMNS) if c not in
                     ("prune_method", "prune_ratio", "prune_scope")]
-    seen: set[str] = set()
+    records = row_dicts(pruned)
+    ratio = numeric(pruned, "prune_ratio")
+    value = numeric(pruned, metric)
+    low = (value - numeric(pruned, "speedup_low")).clip(lower=0).fillna(0)
+    high = (numeric(pruned, "speedup_high") - value).clip(lower=0).fillna(0)
+    traces: dict[str, dict[str, list[Any]]] = {}
     for _, line in _line_groups(pruned, ("prune_ratio",)):
-        line = line.assign(_ratio=numeric(line, "prune_ratio")).sort_values("_ratio")
-        method = str(line.iloc[0]["prune_method"])
-        rows = line.to_dict("records")
-        arch = label(rows[0], architecture) if architecture else ""
+        index = ratio[line.index].sort_values(kind="stable").index
+        method = str(pruned.at[index[0], "prune_method"])
+        arch = label(records[index[0]], architecture) if architecture else "the model"
+        trace = traces.setdefault(method, {"x": [], "y": [], "hover": [], "low": [],
+                                           "high": []})
+        if trace["x"]:  # a gap between two architectures' lines
+            for part, gap in (("x", None), ("y", None), ("hover", ""), ("low", 0), ("high", 0)):
+                trace[part].append(gap)
+        for i in index:
+            r = records[i]
+            trace["x"].append(float(ratio[i]))
+            trace["y"].append(float(value[i]))
+            trace["low"].append(float(low[i]))
+            trace["high"].append(float(high[i]))
+            trace["hover"].append(hover(
+                r, f"{esc(method)} {pct(r.get('prune_ratio'))} of {esc(arch)}",
+                f"speed-up ×{fmt(r.get('speedup'), 3)} vs {esc(r.get('ref_name'))} "
+                f"({fmt(r.get('ref_median_ms'))} ms)", _fidelity_line(r), _sparsity_line(r)))
+    for method in [m for m in PRUNE_ORDER if m in traces] + sorted(set(traces) -
+                                                                   set(PRUNE_ORDER)):
+        trace = traces[method]
+        error = ({"type": "data", "symmetric": False, "array": trace["high"],
+                  "arrayminus": trace["low"], "thickness": 1, "width": 3}
+                 if metric == "speedup" else None)
         fig.add_trace(go.Scatter(
-            x=line["_ratio"], y=numeric(line, metric), mode="lines+markers",
-            name=esc(method), legendgroup=esc(method), showlegend=method not in seen,
-            line={"color": colour_for(method, PRUNE_COLOURS)},
-            error_y=_error_y(line) if metric == "speedup" else None,
-            hovertext=[hover(r, f"{esc(method)} {pct(r.get('prune_ratio'))} of "
-                                f"{esc(arch or 'the model')}",
-                             f"speed-up ×{fmt(r.get('speedup'), 3)} vs "
-                             f"{esc(r.get('ref_name'))} ({fmt(r.get('ref_median_ms'))} ms)",
-                             _fidelity_line(r), _sparsity_line(r)) for r in rows],
-            hoverinfo="text"))
-        seen.add(method)
+            x=trace["x"], y=trace["y"], mode="lines+markers", connectgaps=False,
+            name=esc(method), line={"color": colour_for(method, PRUNE_COLOURS)},
+            error_y=error, hovertext=trace["hover"], hoverinfo="text"))
     new_figure(f"Pruning: {y_title} against pruning ratio, one line per method",
                "pruning ratio (share of weights or channels removed, %)", y_title, fig=fig,
                legend={"title": {"text": "method"}})
