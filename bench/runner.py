@@ -199,6 +199,8 @@ def _run_meta(run_dir: Path, suites: Sequence[Suite], cases: Sequence[Case],
 
 def _threads(cases: Sequence[Case], torch_side: dict[str, Any]) -> int | str | None:
     """The thread count the run used: one number, or "mixed" when cases set different ones."""
+    if not cases:  # a session whose cases arrive later (the pytest fixture): torch's default
+        return torch_side.get("default_threads")
     counts = {c.settings.threads or torch_side.get("default_threads") for c in cases}
     return counts.pop() if len(counts) == 1 else "mixed"
 
@@ -222,3 +224,44 @@ def _has_content(path: str) -> bool:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+class RunSession:
+    """A run folder open for cases that arrive one at a time, for callers that decide when
+    each case runs (the pytest plugin runs a case when pytest reaches its item).
+
+    Same folder, metadata, isolation and records as `run()`; `close()` marks the run
+    complete (or whatever status is given) and releases the worker backend.
+    """
+
+    def __init__(self, suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions) -> None:
+        self.run_dir = _prepare_run_dir(suites, options)
+        self.store = ResultsStore(self.run_dir)
+        self.backend = backend_for(options.isolation)
+        self.meta = _run_meta(self.run_dir, suites, cases, options, self.backend, self.store)
+        self.store.write_run(self.meta)
+        self.search_path = _search_path(suites)
+        self.records: list[Record] = []
+        (self.run_dir / "logs").mkdir(exist_ok=True)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.meta["run_id"])
+
+    def run_case(self, case: Case) -> Record:
+        record = run_case(case, self.backend, self.run_id, search_path=self.search_path,
+                          log_dir=self.run_dir / "logs" if self.backend.name != "inline"
+                          else None)
+        self.append(record)
+        return record
+
+    def append(self, record: Record) -> None:
+        """Store a record made elsewhere (e.g. measured in-process) in this run."""
+        self.store.append(record)
+        self.records.append(record)
+
+    def close(self, status: str = "complete") -> None:
+        try:
+            _finish(self.store, self.meta, status)
+        finally:
+            self.backend.close()

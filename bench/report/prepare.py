@@ -35,7 +35,7 @@ def numeric(frame: pd.DataFrame, column: str) -> pd.Series:
     if column not in frame.columns:
         return pd.Series(np.nan, index=frame.index, dtype="float64")
     if pd.api.types.is_float_dtype(frame[column].dtype):
-        return frame[column].astype("float64", copy=False)
+        return frame[column].astype("float64")
     values = pd.to_numeric(frame[column], errors="coerce")
     return pd.Series(values, index=frame.index).astype("float64")
 

@@ -1,0 +1,139 @@
+"""`archbench compare BASELINE CANDIDATE`: the regression gate on the command line.
+
+Exit codes: 0 no regression; 1 at least one regression; 2 bad usage or input (a missing run,
+an unknown baseline, a bad threshold, or environments that differ without
+--allow-env-mismatch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from rich.table import Table
+
+from bench import compare_output
+from bench.baselines import BASELINES_ENV, baselines_dir, resolve
+from bench.cli.console import console
+from bench.compare import CompareOptions, Comparison, compare_runs
+from bench.errors import CompareError
+from bench.significance import CORRECTIONS
+from bench.thresholds import parse_thresholds
+
+SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "compare", help="gate a candidate run against a baseline",
+        description="Compare a candidate run with a baseline, case by case (matched by "
+                    "case_id). A timing regression needs both effect (the median moved by at "
+                    "least the threshold) and evidence (one-sided Mann–Whitney U on the raw "
+                    "samples, corrected across cases).",
+        epilog="Exit codes: 0 no regression; 1 a regression; 2 bad usage or input, including "
+               "runs from different environments without --allow-env-mismatch.")
+    parser.add_argument("baseline", metavar="BASELINE",
+                        help="run folder, or the name of a saved baseline")
+    parser.add_argument("candidate", metavar="CANDIDATE",
+                        help="run folder, or the name of a saved baseline")
+    add_gate_arguments(parser)
+    parser.add_argument("--baselines-dir", type=Path, metavar="DIR",
+                        help=f"where named baselines live (default ${BASELINES_ENV} or "
+                             ".archbench/baselines)")
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    out.add_argument("--markdown", action="store_true",
+                     help=f"print markdown; also appended to ${SUMMARY_ENV} when it is set")
+    parser.add_argument("--all", action="store_true",
+                        help="show every metric, not only timing and what changed")
+    parser.set_defaults(handler=handle)
+
+
+def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold", "-t", action="append", default=[], metavar="SPEC",
+                        help='how far a metric may move: "5%%" (timing), "median_ms=3%%", '
+                             '"memory=20%%", "cnn-*:median_ms=10%%", "fidelity_rel_l2=0.01", '
+                             '"params_total=off"; comma-separate or repeat, later rules win')
+    parser.add_argument("--alpha", type=float, default=0.05,
+                        help="significance level after correction (default 0.05)")
+    parser.add_argument("--correction", choices=CORRECTIONS, default="holm",
+                        help="across cases: holm (family-wise, default) or bh (false discovery)")
+    parser.add_argument("--min-samples", type=int, default=5, metavar="N",
+                        help="fewer timing samples a side gives `inconclusive` (default 5)")
+    parser.add_argument("--allow-env-mismatch", action="store_true",
+                        help="compare runs from different CPUs, GPUs, torch/CUDA versions or "
+                             "thread counts anyway (the output says so)")
+
+
+def options_from(args: argparse.Namespace) -> CompareOptions:
+    return CompareOptions(thresholds=parse_thresholds(args.threshold), alpha=args.alpha,
+                          correction=args.correction, min_samples=args.min_samples,
+                          allow_env_mismatch=args.allow_env_mismatch)
+
+
+def handle(args: argparse.Namespace) -> int:
+    try:
+        options = options_from(args)
+        directory = baselines_dir(args.baselines_dir)
+        comparison = compare_runs(resolve(args.baseline, directory),
+                                  resolve(args.candidate, directory), options)
+        if comparison.cases_compared == 0:
+            raise CompareError(
+                f"no case in common: {len(comparison.only_in_baseline)} case(s) only in the "
+                f"baseline, {len(comparison.only_in_candidate)} only in the candidate; compare "
+                "runs of the same suite (cases match by case_id)")
+    except CompareError as exc:
+        if args.markdown:
+            append_summary(f"### archbench compare: refused\n\n{exc}\n")
+        raise
+    if args.json:
+        print(json.dumps(comparison.to_dict(), indent=2))
+    elif args.markdown:
+        text = compare_output.to_markdown(comparison, everything=args.all)
+        print(text, end="")
+        append_summary(text)
+    else:
+        print_table(comparison, everything=args.all)
+    return 1 if comparison.has_regression else 0
+
+
+def append_summary(text: str) -> None:
+    """GitHub Actions shows what a step appends to this file on the run's summary page."""
+    path = os.environ.get(SUMMARY_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+
+
+_STYLE = {"regression": "bold red", "improvement": "green", "inconclusive": "yellow",
+          "same": "dim"}
+
+
+def print_table(comparison: Comparison, *, everything: bool = False) -> None:
+    out = console()
+    out.print(f"[bold]{comparison.baseline_label}[/] (baseline) → "
+              f"[bold]{comparison.candidate_label}[/] (candidate)", soft_wrap=True)
+    out.print(compare_output.settings_line(comparison), soft_wrap=True)
+    for line in compare_output.env_lines(comparison):
+        out.print(f"[bold yellow]warning:[/] {line}", soft_wrap=True)
+    table = Table(title_justify="left")
+    for column in compare_output.COLUMNS:
+        table.add_column(column, overflow="fold",
+                         justify="right" if column in ("baseline", "candidate", "change")
+                         else "left")
+    shown = compare_output.rows(comparison, everything=everything)
+    for row in shown:
+        table.add_row(*compare_output.cells(row), style=_STYLE[row.verdict])
+    if shown:
+        out.print(table)
+    hidden = len(comparison.verdicts) - len(shown)
+    if hidden:
+        out.print(f"{hidden} other metric(s) unchanged; --all shows them")
+    for title, names in (("only in the baseline", comparison.only_in_baseline),
+                         ("only in the candidate", comparison.only_in_candidate)):
+        if names:
+            out.print(f"{len(names)} case(s) {title}: {', '.join(names)}", soft_wrap=True)
+    style = "bold red" if comparison.has_regression else "bold green"
+    out.print(f"[{style}]{compare_output.headline(comparison)}[/]")
