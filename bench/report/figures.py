@@ -79,6 +79,34 @@ def axis_type_buttons(fig: go.Figure, *, default: str = "log", x: bool = True,
     fig.update_layout(args(default))
 
 
+def add_line(fig: go.Figure, *, text: str, x: float | None = None, y: float | None = None,
+             band: float | None = None) -> None:
+    """A labelled reference line across the plot: horizontal at `y` or vertical at `x`; with
+    `band`, a shaded band of ±band around the vertical line instead.
+
+    Shapes and labels go in as dicts, which the layout validates itself, rather than through
+    plotly's add_hline/add_vrect helpers, which build them from separately loaded classes.
+    """
+    line = {"color": "#555", "width": 1, "dash": "dot"}
+    if y is not None:
+        shape = {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": y,
+                 "y1": y, "line": line}
+        note = {"xref": "paper", "x": 1, "xanchor": "right", "yref": "y", "y": y,
+                "yanchor": "top", "text": esc(text), "showarrow": False}
+    elif band is not None and x is not None:
+        shape = {"type": "rect", "xref": "x", "x0": x - band, "x1": x + band, "yref": "paper",
+                 "y0": 0, "y1": 1, "fillcolor": "#999", "opacity": 0.15, "line": {"width": 0},
+                 "layer": "below"}
+        note = {"xref": "x", "x": x - band, "xanchor": "left", "yref": "paper", "y": 1,
+                "yanchor": "bottom", "text": esc(text), "showarrow": False}
+    else:
+        shape = {"type": "line", "xref": "x", "x0": x, "x1": x, "yref": "paper", "y0": 0,
+                 "y1": 1, "line": {**line, "dash": "solid"}}
+        note = None
+    fig.update_layout(shapes=[*fig.layout.shapes, shape],
+                      annotations=[*fig.layout.annotations, *([note] if note else [])])
+
+
 def title_axes(fig: go.Figure, x_title: str, y_title: str) -> None:
     """Give every axis of a subplot grid the same titles (escaped)."""
     fig.for_each_xaxis(lambda axis: axis.update(title_text=esc(x_title)))

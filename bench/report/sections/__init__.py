@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from bench.report.model import ReportInput, Section
 from bench.report.sections import (
+    comparison,
     distributions,
     pareto,
     resources,
@@ -21,6 +22,7 @@ SectionBuilder = Callable[[ReportInput], Section | None]
 
 SECTION_BUILDERS: tuple[SectionBuilder, ...] = (
     summary.build,
+    comparison.build,
     table.build,
     scaling.build,
     transforms.build_pruning,

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from bench.report.figures import figure_dict, hover, new_figure
+from bench.report.figures import add_line, figure_dict, hover, new_figure
 from bench.report.model import Chart, Html, ReportInput, Section
 from bench.report.prepare import (
     PARAM_COLUMNS,
@@ -116,9 +116,7 @@ def pruning_chart(pruned: pd.DataFrame, metric: str, y_title: str, key: str, *,
                legend={"title": {"text": "method"}})
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
     if metric == "speedup":
-        fig.add_hline(y=1.0, line={"color": "#555", "dash": "dot"},
-                      annotation_text="1× = no faster than unpruned",
-                      annotation_position="bottom right")
+        add_line(fig, y=1.0, text="1× = no faster than unpruned")
     if log_y:
         fig.update_yaxes(type="log")
     return Chart(key, figure_dict(fig))
@@ -183,9 +181,7 @@ def precision_chart(rows: pd.DataFrame, metric: str, y_title: str, key: str, *,
     new_figure(f"Precision: {y_title} per precision and device", "device", y_title, fig=fig,
                boxmode="group", legend={"title": {"text": "precision"}})
     if metric == "speedup":
-        fig.add_hline(y=1.0, line={"color": "#555", "dash": "dot"},
-                      annotation_text="1× = as fast as fp32",
-                      annotation_position="bottom right")
+        add_line(fig, y=1.0, text="1× = as fast as fp32")
     if log_y:
         fig.update_yaxes(type="log")
     return Chart(key, figure_dict(fig))
