@@ -251,3 +251,24 @@ def test_several_runs_in_one_table(tmp_path):
     assert len(report.frame) == 2, "single-run sections read one row per case"
     html = html_report(report)
     assert "<th data-type=text>run</th>" in html
+
+
+def test_run_draws_its_report_unless_told_not_to(write_suite, tmp_path, capsys):
+    path = write_suite('[[sweep]]\nmodel = "mlp"\nwidth = [8]\n')
+    assert main(["run", str(path), "--out", str(tmp_path / "a"), "--isolation", "inline",
+                 "--no-report"]) == 0
+    assert not (tmp_path / "a" / "report.html").exists()
+    assert main(["run", str(path), "--out", str(tmp_path / "b"), "--isolation", "inline"]) == 0
+    assert "mlp-d2-w8-relu-b1-fp32-cpu" in (tmp_path / "b" / "report.html").read_text()
+    assert f"report: {tmp_path / 'b' / 'report.html'}" in capsys.readouterr().out
+
+
+def test_a_report_that_cannot_be_drawn_never_fails_the_run(tmp_path, capsys):
+    from bench.cli.report_cmd import report_after_run
+
+    run = write_run(tmp_path / "run")
+    (run / "results.jsonl").write_text("{damaged\n{}\n")
+    report_after_run(run)
+    err = capsys.readouterr().err
+    assert "no report drawn" in err and f"archbench report {run}" in err
+    assert not (run / "report.html").exists()

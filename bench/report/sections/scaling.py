@@ -145,6 +145,9 @@ def width_chart(series: pd.DataFrame, metric: str, y_title: str, key: str) -> Ch
                "width (units of the model's width axis)", y_title, height=height, fig=fig,
                legend={"title": {"text": "line"}})
     title_axes(fig, "width", y_title)
+    widths = sorted(set(numeric(series, "width").dropna()))
+    if len(widths) <= 16:  # label the widths measured, not log-scale digits
+        fig.update_xaxes(tickvals=widths, ticktext=[f"{w:g}" for w in widths])
     axis_type_buttons(fig)
     return Chart(key, figure_dict(fig))
 

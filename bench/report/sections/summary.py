@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -116,6 +117,19 @@ def environment_rows(runs: Sequence[RunData]) -> list[tuple[str, list[str], bool
     return rows
 
 
+def _when(stamp: Any) -> str:
+    """An ISO time stamp to the second, in UTC: 2026-11-23 22:13:54 UTC."""
+    if not stamp:
+        return "–"
+    try:
+        moment = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return str(stamp)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if moment.tzinfo else "")
+
+
 def run_facts(run: RunData) -> list[tuple[str, str]]:
     meta = run.meta
     suites = meta.get("suites") or []
@@ -125,7 +139,7 @@ def run_facts(run: RunData) -> list[tuple[str, str]]:
         ("description", "; ".join(s.get("description", "") for s in suites if
                                   s.get("description")) or "–"),
         ("status", str(meta.get("status") or "–")),
-        ("started / ended", f"{meta.get('started_at') or '–'} / {meta.get('ended_at') or '–'}"
+        ("started / ended", f"{_when(meta.get('started_at'))} / {_when(meta.get('ended_at'))}"
          if meta.get("started_at") else "–"),
         ("isolation", str(meta.get("isolation") or "–")),
         ("archbench", str(meta.get("archbench_version") or "–")),
