@@ -24,7 +24,12 @@ from bench.report.sections.distributions import distribution_cases
 from bench.report.sections.pareto import pareto_points
 from bench.report.sections.resources import memory_frame, telemetry_series
 from bench.report.sections.scaling import heatmap_grids, scaling_series
-from bench.report.sections.summary import environment_rows, noisy_cases, status_counts
+from bench.report.sections.summary import (
+    collector_problems,
+    environment_rows,
+    noisy_cases,
+    status_counts,
+)
 from bench.report.sections.transforms import method_summary, precision_frame, pruning_frame
 
 
@@ -281,3 +286,14 @@ def test_environment_rows_flag_what_differs_between_runs():
     assert "GPUs" not in rows, "facts no run recorded are left out"
     report = ReportInput(tuple(runs))
     assert report.display_title == "a vs b"
+
+
+def test_collector_problems_count_cases_and_keep_a_reason():
+    frame = pd.DataFrame([
+        case("a", collectors={"nvml": {"ok": False, "reason": "no NVML here"},
+                              "memory": {"ok": True, "reason": None}}),
+        case("b", collectors={"nvml": {"ok": False, "reason": "no NVML here"}}),
+        case("c", collectors=None),
+    ])
+    assert collector_problems(frame) == {"nvml": (2, "no NVML here")}
+    assert collector_problems(pd.DataFrame([case("d")])) == {}

@@ -40,6 +40,22 @@ def noisy_cases(frame: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("_noise", ascending=False, na_position="last").drop(columns="_noise")
 
 
+def collector_problems(frame: pd.DataFrame) -> dict[str, tuple[int, str]]:
+    """Collectors that could not measure: name -> (cases affected, the first reason given),
+    from the `collectors` column ({name: {"ok": bool, "reason": str | None}} per case)."""
+    if "collectors" not in frame.columns:
+        return {}
+    out: dict[str, tuple[int, str]] = {}
+    for value in frame["collectors"]:
+        if not isinstance(value, Mapping):
+            continue
+        for name, state in value.items():
+            if isinstance(state, Mapping) and not state.get("ok", True):
+                count, reason = out.get(str(name), (0, str(state.get("reason") or "no reason")))
+                out[str(name)] = (count + 1, reason)
+    return out
+
+
 def _int(value: Any) -> str:
     return str(int(float(value))) if fmt(value) != "–" else "–"
 
@@ -182,6 +198,12 @@ def build(report: ReportInput) -> Section | None:
         parts.append(f"<h3>Environment</h3>{note}<table class=\"facts\"><thead><tr><th></th>"
                      f"{header}</tr></thead><tbody>{''.join(lines)}</tbody></table>")
     parts.append(_devices_html(report.frame))
+    problems = collector_problems(report.frame)
+    if problems:
+        items = "".join(f"<li><b>{esc(name)}</b> in {count} case(s): {esc(reason)}</li>"
+                        for name, (count, reason) in sorted(problems.items()))
+        parts.append("<h3>Measurements not taken</h3><p>These collectors could not measure "
+                     f"everywhere; their columns are empty there.</p><ul>{items}</ul>")
     parts.append(_noise_html(report.frame))
     return Section("summary", "Run summary and environment", (Html("".join(parts)),))
 
