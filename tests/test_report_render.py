@@ -167,6 +167,7 @@ def test_the_page_is_self_contained(full_html):
     assert html.count("plotly.js v") == 1, "plotly.js is inlined once"
     assert not re.search(r'<(script|link|img|iframe)[^>]+(src|href)=["\']?(https?:)?//', html)
     assert "<link" not in html
+    assert "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none';" in html
 
 
 # ---- markdown and tables --------------------------------------------------------------------

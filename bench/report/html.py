@@ -70,6 +70,7 @@ def render_html(report: ReportInput, sections: list[Section], *,
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
         f'<header><h1>{esc(title)}</h1><p class="muted">Generated {esc(when)} by archbench '
         f"{esc(__version__)} from {len(report.runs)} run(s). Interactive: hover for details, "
@@ -84,6 +85,11 @@ def write_html(text: str, path: str | Path) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
 
+
+#: The page may run only its own inline scripts and load nothing from anywhere: a report that
+#: opens offline, and a second wall should any markup ever slip past the escaping.
+CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+       "img-src data: blob:; font-src data:")
 
 CSS = """
 :root { --fg:#1d1d1f; --muted:#666; --line:#ddd; --bg:#fff; --accent:#1f77b4; }
