@@ -7,9 +7,10 @@ of samples (the adaptive stop ends each case when *its* confidence interval is t
   valid for any two sample sizes (pyperf's unequal-n t-test is the counter-example), with
   scipy's tie correction;
 - the interval is the Hodges–Lehmann shift on log times with its distribution-free
-  confidence interval, which inverts the very same rank statistic (so "the interval excludes
-  zero" and "the test is significant" agree), needs no random resampling (the gate gives the
-  same answer every time it reads the same data) and, on log times, reads as a percent;
+  confidence interval, which inverts the very same rank statistic (an uncorrected one-sided
+  test at 2.5% rejects when the 95% interval excludes zero, up to ties and the normal
+  approximation), needs no random resampling (the gate gives the same answer every time it
+  reads the same data) and, on log times, reads as a percent;
 - the many cases of a sweep are corrected together (Holm by default; Benjamini–Hochberg on
   request), see `adjust_pvalues`.
 """
