@@ -273,3 +273,24 @@ def test_a_report_that_cannot_be_drawn_never_fails_the_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no report drawn" in err and f"archbench report {run}" in err
     assert not (run / "report.html").exists()
+
+
+def test_fidelity_charts_show_each_transform_alone():
+    """Fidelity is measured against the unpruned fp32 model, so the pruning error chart keeps
+    fp32 cases and the precision error chart keeps unpruned ones."""
+    from bench.report.sections import transforms
+
+    frame = synthetic_frame(devices=("cpu",), widths=(64, 256), precisions=("fp32", "bf16"),
+                            fail_rate=0.0, samples=10)
+    report = report_of(frame)
+    pruning = {c.key: c for c in transforms.build_pruning(report).charts}
+    fidelity_hover = [t for trace in pruning["pruning-fidelity"].figure["data"]
+                      for t in trace["hovertext"] if t]
+    assert fidelity_hover and all("-fp32-" in t for t in fidelity_hover)
+    speed_hover = [t for trace in pruning["pruning-speedup"].figure["data"]
+                   for t in trace["hovertext"] if t]
+    assert any("-bf16-" in t for t in speed_hover), "speed-ups keep every precision"
+    precision = {c.key: c for c in transforms.build_precision(report).charts}
+    error_hover = [t for trace in precision["precision-error"].figure["data"]
+                   for t in trace["hovertext"]]
+    assert error_hover and not any("structured" in t for t in error_hover)

@@ -67,7 +67,10 @@ def pareto_chart(points: pd.DataFrame, x_column: str, x_title: str, title: str, 
             mode="lines+markers+text" if labelled else "lines+markers",
             line={"color": colour, "shape": "hv", "width": 2},
             marker={"color": colour, "size": 10, "line": {"color": "#222", "width": 1}},
-            text=[esc(r.get("name")) for r in front_rows], textposition="top right",
+            text=[esc(r.get("name")) for r in front_rows],
+            # labels point inwards so the ones at the right edge are not cut off
+            textposition=["top right" if i < (len(front_rows) + 1) // 2 else "top left"
+                          for i in range(len(front_rows))],
             textfont={"size": 10}, name=esc(f"{group}: frontier"), legendgroup=esc(group),
             hovertext=[hover(r, "<i>on the Pareto frontier</i>", describe(r), params_line(r))
                        for r in front_rows], hoverinfo="text"))

@@ -194,10 +194,12 @@ def build_pruning(report: ReportInput) -> Section | None:
     blocks: list[Any] = [Html(masked_note(method_summary(pruned))),
                          pruning_chart(pruned, "speedup", "speed-up vs unpruned (×)",
                                        "pruning-speedup")]
-    if present(pruned, "fidelity_rel_l2"):
-        blocks.append(pruning_chart(pruned, "fidelity_rel_l2",
-                                    "relative L2 error vs unpruned output", "pruning-fidelity",
-                                    log_y=True))
+    # fidelity is measured against the fp32 model: only fp32 cases show pruning's own error
+    fp32 = pruned[pruned["precision"].astype(str) == "fp32"] if "precision" in pruned else pruned
+    if present(fp32, "fidelity_rel_l2"):
+        blocks.append(pruning_chart(fp32, "fidelity_rel_l2",
+                                    "relative L2 error vs the unpruned fp32 output",
+                                    "pruning-fidelity", log_y=True))
     return Section("pruning", "Pruning", tuple(blocks))
 
 
@@ -210,8 +212,12 @@ def build_precision(report: ReportInput) -> Section | None:
              "Low precision is not free everywhere: bf16 on a CPU without AVX512-BF16/AMX is "
              "emulated and slower than fp32.</p>"),
         precision_chart(rows, "speedup", "speed-up vs fp32 (×)", "precision-speedup")]
-    if present(rows, "fidelity_rel_l2"):
-        blocks.append(precision_chart(rows, "fidelity_rel_l2",
-                                      "relative L2 error vs fp32 output", "precision-error",
-                                      log_y=True))
+    # fidelity is measured against the unpruned fp32 model: only unpruned cases show the
+    # error of the precision alone
+    unpruned = rows[rows["prune_method"].astype(str) == "none"] if "prune_method" in rows \
+        else rows
+    if present(unpruned, "fidelity_rel_l2"):
+        blocks.append(precision_chart(unpruned, "fidelity_rel_l2",
+                                      "relative L2 error vs the fp32 output (unpruned cases)",
+                                      "precision-error", log_y=True))
     return Section("precision", "Precision", tuple(blocks))
