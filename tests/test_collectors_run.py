@@ -33,8 +33,10 @@ def test_a_known_allocation_raises_the_host_peaks(write_suite, tmp_path, fixture
                        f'"{factories}:allocates"]\n')
     records = {r.name.split("-")[0]: r for r in run_suite(path, tmp_path / "run").records}
     tiny, big = records["allocates_nothing"].metrics, records["allocates"].metrics
+    # Two workers' own footprints differ by a few hundred KiB (allocator arenas, thread
+    # stacks), so the 256 MiB buffer is asked to show up to within 1%.
     for key in ("peak_rss_bytes", "peak_rss_timed_bytes", "ru_maxrss_bytes"):
-        assert big[key] - tiny[key] >= 256 * MIB, (key, big[key], tiny[key])
+        assert big[key] - tiny[key] >= 0.99 * 256 * MIB, (key, big[key], tiny[key])
     # the buffer is made by the factory: before the build both workers look alike
     assert abs(big["rss_before_build_bytes"] - tiny["rss_before_build_bytes"]) < 64 * MIB
     assert big["peak_rss_bytes"] >= 0.9 * big["ru_maxrss_bytes"], "the sampler saw the peak"

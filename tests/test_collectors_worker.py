@@ -45,8 +45,11 @@ def test_host_memory_probe_reads_rss_before_build_and_the_high_water_mark():
         probe.on_phase(phase)
     result = probe.result()
     assert result.ok
-    assert 0 < result.metrics["rss_before_build_bytes"] <= result.metrics["ru_maxrss_bytes"]
-    assert ru_maxrss_bytes() >= result.metrics["rss_before_build_bytes"]
+    # The kernel folds per-thread RSS counters into its high-water mark lazily (every 64
+    # faults per thread), so ru_maxrss may trail a fresh /proc reading by a few hundred KiB.
+    lag = 4 * 2**20
+    assert 0 < result.metrics["rss_before_build_bytes"] <= result.metrics["ru_maxrss_bytes"] + lag
+    assert ru_maxrss_bytes() + lag >= result.metrics["rss_before_build_bytes"]
 
 
 def test_cpu_cases_get_no_cuda_probe_and_telemetry_off_gets_none():

@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from bench.cli.console import console
+from bench.cli.report_cmd import report_after_run
 from bench.cli.suites import add_suite_arguments, load_suites
 from bench.isolation import ISOLATION_MODES
 from bench.results import FAILURE_STATUSES
@@ -48,6 +49,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--profile", action="store_true",
                         help="after timing each case, run torch.profiler over a few calls: top "
                              "operators in the record, a Chrome trace in RUN_DIR/traces/")
+    parser.add_argument("--no-report", action="store_true",
+                        help="do not draw RUN_DIR/report.html at the end")
     parser.set_defaults(handler=handle)
 
 
@@ -67,6 +70,8 @@ def handle(args: argparse.Namespace) -> int:
         console().print(f"[yellow]{escape(str(exc))}[/]")
         return 130
     observer.summary(result)
+    if not args.no_report:
+        report_after_run(result.run_dir)
     return 1 if any(r.status in FAILURE_STATUSES for r in result.records) else 0
 
 

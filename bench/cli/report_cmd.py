@@ -1,0 +1,101 @@
+"""`archbench report`: draw run folders as one HTML file, a markdown summary, or a flat table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.cli.console import console, error_console
+from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from bench.report.model import ReportInput
+
+FORMATS = ("html", "markdown", "csv", "parquet")
+SUFFIX = {"html": ".html", "markdown": ".md", "csv": ".csv", "parquet": ".parquet"}
+REPORTS_DIR = Path("reports")
+RUN_REPORT = "report.html"
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "report", help="draw runs as an interactive HTML report (or markdown, CSV, Parquet)",
+        description="Draw one or more run folders as one self-contained HTML file that opens "
+                    "offline. With several runs, the first is the baseline each later run is "
+                    "compared with.",
+        epilog="Exit codes: 0 written; 2 a run folder is missing or damaged.")
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s) of archbench run")
+    parser.add_argument("-o", "--out", metavar="PATH",
+                        help="file to write (default reports/<run>.<ext>; markdown prints to "
+                             "the terminal unless given a file); '-' writes to stdout")
+    parser.add_argument("--format", "-f", choices=FORMATS, default="html",
+                        help="html (default): interactive report; markdown: compact summary "
+                             "for a CI step summary or PR comment; csv/parquet: the flat "
+                             "results table")
+    parser.add_argument("--title", help="title of the report (default: the run names)")
+    parser.set_defaults(handler=handle)
+
+
+def default_name(report: ReportInput) -> str:
+    labels = [r.label for r in report.runs]
+    name = labels[0] if len(labels) == 1 else f"{labels[0]}-vs-{labels[-1]}"
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
+
+
+def render(report: ReportInput, fmt: str) -> str:
+    from bench.report import build_sections, render_html
+    from bench.report.markdown import render_markdown
+
+    if fmt == "markdown":
+        return render_markdown(report)
+    return render_html(report, build_sections(report))
+
+
+def handle(args: argparse.Namespace) -> int:
+    # imported here: pandas and plotly would slow down every other command's start
+    from bench.report import load_report_input, write_html
+    from bench.report.export import flat_table, write_table
+
+    report = load_report_input(args.runs, title=args.title)
+    fmt = args.format
+    if args.out == "-" or (fmt == "markdown" and args.out is None):
+        if fmt == "parquet":
+            raise BenchError("Parquet is binary and cannot go to the terminal; give "
+                             "-o FILE.parquet")
+        if fmt == "csv":
+            flat_table(report.all_rows, keep_lists=False).to_csv(sys.stdout, index=False)
+        else:
+            sys.stdout.write(render(report, fmt))
+        return 0
+    out = Path(args.out) if args.out else REPORTS_DIR / f"{default_name(report)}{SUFFIX[fmt]}"
+    if fmt in ("csv", "parquet"):
+        path = write_table(report.all_rows, out, fmt)
+    elif fmt == "markdown":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render(report, fmt), encoding="utf-8")
+        path = out
+    else:
+        path = write_html(render(report, fmt), out)
+    console().print(f"report: {path}", soft_wrap=True)
+    if fmt == "html":
+        console().print(f"open it: {path.resolve().as_uri()}", soft_wrap=True)
+    return 0
+
+
+def report_after_run(run_dir: Path) -> None:
+    """The HTML report of a finished run, written into its folder; a problem drawing it is
+    reported but never loses the run (its records are already on disk)."""
+    from bench.report import load_report_input, write_html
+
+    out = console()
+    try:
+        report = load_report_input([run_dir])
+        path = write_html(render(report, "html"), run_dir / RUN_REPORT)
+    except Exception as exc:  # the run is saved; say why there is no report and how to retry
+        error_console().print(f"[yellow]warning:[/] no report drawn ({type(exc).__name__}: "
+                              f"{exc}); try again with: archbench report {run_dir}",
+                              soft_wrap=True, highlight=False)
+        return
+    out.print(f"report: {path}", soft_wrap=True)
