@@ -34,8 +34,16 @@ import numpy as np
 
 from bench.env import FINGERPRINT_KEYS, fingerprint
 from bench.errors import CompareError
+from bench.repeats import merge_repeats
 from bench.results import Record
-from bench.significance import CORRECTIONS, adjust_pvalues, shift_test
+from bench.significance import (
+    CORRECTIONS,
+    MIN_REPEATS,
+    ShiftTest,
+    adjust_pvalues,
+    repeat_shift_test,
+    shift_test,
+)
 from bench.thresholds import (
     TIMING_METRIC,
     MetricSpec,
@@ -110,6 +118,9 @@ class MetricVerdict:
     n_candidate: int | None = None
     #: Why the verdict is what it is, in words (shown next to non-`same` rows).
     note: str = ""
+    #: What a timing verdict was tested on: "repeats" (per-repeat medians, robust to drift
+    #: between runs) or "samples" (one worker's samples a side).
+    test: str = ""
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -226,8 +237,8 @@ def compare_records(baseline: Sequence[Record], candidate: Sequence[Record],
                     labels: tuple[str, str] = ("baseline", "candidate")) -> Comparison:
     """The verdicts for two lists of records (the last record of a case_id wins)."""
     options = options or CompareOptions()
-    base = {r.case_id: r for r in baseline}
-    cand = {r.case_id: r for r in candidate}
+    base = {r.case_id: r for r in merge_repeats(baseline)}
+    cand = {r.case_id: r for r in merge_repeats(candidate)}
     common = [cid for cid in base if cid in cand]
     rows: list[MetricVerdict] = []
     timing: dict[int, _TimingTest] = {}  # row index -> its test, decided once all are in
@@ -281,25 +292,48 @@ class _TimingTest:
 
 
 def _timing_test(b: Record, c: Record, options: CompareOptions) -> _TimingTest | None:
+    """The timing test of one case: on per-repeat medians when both sides have at least
+    MIN_REPEATS repeats (robust to drift between runs), else on the two sides' samples."""
     spec = metric_specs()[TIMING_METRIC]
     threshold = threshold_for(spec, c.name, c.case_id, options.thresholds)
     xs, ys = np.asarray(b.samples_ns) / 1e6, np.asarray(c.samples_ns) / 1e6
     if threshold is None or xs.size == 0 or ys.size == 0:
         return None
+    rb = np.asarray((b.timing or {}).get("repeat_medians_ns") or []) / 1e6
+    rc = np.asarray((c.timing or {}).get("repeat_medians_ns") or []) / 1e6
+    if rb.size >= MIN_REPEATS and rc.size >= MIN_REPEATS:
+        return _repeat_timing_test(b, c, rb, rc, threshold, options)
     med_b, med_c = float(np.median(xs)), float(np.median(ys))
     delta = (med_c - med_b) / med_b * 100 if med_b > 0 else None
     row = MetricVerdict(case_id=c.case_id, name=c.name, metric=TIMING_METRIC, baseline=med_b,
                         candidate=med_c, delta_pct=delta, ci_low_pct=None, ci_high_pct=None,
                         p_value=None, p_adjusted=None, verdict="inconclusive", kind="timing",
-                        threshold=threshold, n_baseline=int(xs.size), n_candidate=int(ys.size))
+                        threshold=threshold, n_baseline=int(xs.size), n_candidate=int(ys.size),
+                        test="samples")
     if min(xs.size, ys.size) < options.min_samples:
         note = (f"too few samples ({xs.size} baseline, {ys.size} candidate; need "
                 f"{options.min_samples} a side)")
         return _TimingTest(replace(row, note=note), threshold, None, None)
-    test = shift_test(xs, ys, options.confidence)
+    return _tested(row, shift_test(xs, ys, options.confidence), threshold)
+
+
+def _repeat_timing_test(b: Record, c: Record, rb: np.ndarray, rc: np.ndarray, threshold: float,
+                        options: CompareOptions) -> _TimingTest:
+    """Per-repeat medians: the values are their geometric means, the change their ratio."""
+    test = repeat_shift_test(rb, rc, options.confidence)
+    geo_b, geo_c = float(np.exp(np.log(rb).mean())), float(np.exp(np.log(rc).mean()))
+    row = MetricVerdict(case_id=c.case_id, name=c.name, metric=TIMING_METRIC, baseline=geo_b,
+                        candidate=geo_c, delta_pct=(geo_c / geo_b - 1) * 100, ci_low_pct=None,
+                        ci_high_pct=None, p_value=None, p_adjusted=None,
+                        verdict="inconclusive", kind="timing", threshold=threshold,
+                        n_baseline=int(rb.size), n_candidate=int(rc.size), test="repeats")
+    return _tested(row, test, threshold)
+
+
+def _tested(row: MetricVerdict, test: ShiftTest, threshold: float) -> _TimingTest:
     low = (test.ratio_low - 1) * 100 if test.ratio_low is not None else None
     high = (test.ratio_high - 1) * 100 if test.ratio_high is not None else None
-    p = test.p_greater if (delta or 0.0) >= 0 else test.p_less
+    p = test.p_greater if (row.delta_pct or 0.0) >= 0 else test.p_less
     row = replace(row, ci_low_pct=low, ci_high_pct=high, p_value=p)
     return _TimingTest(row, threshold, test.p_greater, test.p_less)
 

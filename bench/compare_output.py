@@ -26,8 +26,23 @@ def headline(comparison: Comparison) -> str:
 def settings_line(comparison: Comparison) -> str:
     correction = {"holm": "Holm", "bh": "Benjamini–Hochberg"}[comparison.correction]
     rules = ", ".join(comparison.thresholds) or "defaults (timing 5%, memory 10%, exact 0)"
-    return (f"one-sided Mann–Whitney U, {correction} correction, α = {comparison.alpha:g}; "
+    tests = {v.test for v in comparison.verdicts if v.kind == "timing"}
+    names = {"repeats": "Welch t on log per-repeat medians",
+             "samples": "one-sided Mann–Whitney U on the samples"}
+    used = "; ".join(names[t] for t in sorted(tests) if t in names) or names["samples"]
+    return (f"timing: {used}; {correction} correction, α = {comparison.alpha:g}; "
             f"thresholds: {rules}")
+
+
+def drift_lines(comparison: Comparison) -> list[str]:
+    """A hint when timing was tested within single workers: drift between runs is then
+    invisible to the test, and a noisy machine can make it flag noise."""
+    if any(v.kind == "timing" and v.test == "samples" for v in comparison.verdicts):
+        return ["Some cases had fewer than 3 repeats a side, so their timing was tested on one "
+                "worker's samples: a machine whose speed drifts between runs can look like a "
+                "change. Set `repeats = 5` in the suite's [settings] for a gate that tests "
+                "run-to-run variation."]
+    return []
 
 
 def env_lines(comparison: Comparison) -> list[str]:
@@ -95,6 +110,7 @@ def to_markdown(comparison: Comparison, *, everything: bool = False) -> str:
              f"`{_md(comparison.baseline_label)}` (baseline) → "
              f"`{_md(comparison.candidate_label)}` (candidate)  ", settings_line(comparison), ""]
     lines += [f"> **Warning:** {line}" for line in env_lines(comparison)]
+    lines += [f"> **Note:** {line}" for line in drift_lines(comparison)]
     if lines[-1] != "":
         lines.append("")
     shown = rows(comparison, everything=everything)

@@ -29,6 +29,8 @@ class WorkerJob:
     log_path: str | None = None
     #: The run folder, for files a case writes there (profiler traces); None: write none.
     run_dir: str | None = None
+    #: Which of the case's repeats this worker measures (0-based).
+    repeat: int = 0
 
 
 def plain(value: Any) -> Any:

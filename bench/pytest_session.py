@@ -23,6 +23,7 @@ from bench.runner import RunOptions, RunSession
 
 if TYPE_CHECKING:
     from bench.pytest_plugin import CaseItem
+    from bench.spec import Case
 
 
 class ArchbenchSession:
@@ -79,10 +80,15 @@ class ArchbenchSession:
         if (session.config.option.collectonly or not self.fail_on_regression
                 or not self.case_items or session.testsfailed):
             return
-        total = len(self.case_items)
-        for index, item in enumerate(self.case_items, start=1):
-            self._progress(f"archbench: measuring [{index}/{total}] {item.name}")
-            self.record_for(item)
+
+        def progress(index: int, total: int, case: Case, repeat: int) -> None:
+            repeats = case.settings.repeats
+            of = f" (repeat {repeat + 1}/{repeats})" if repeats > 1 else ""
+            self._progress(f"archbench: measuring [{index}/{total}] {case.name}{of}")
+
+        records = self.open_run().measure([item.case for item in self.case_items], progress)
+        for item in self.case_items:
+            self.records[item.nodeid] = records[item.case.case_id]
         self.suite_comparison = self._compare([self.records[i.nodeid] for i in self.case_items],
                                               suite=True)
 
@@ -131,8 +137,10 @@ class ArchbenchSession:
         return self.run
 
     def record_for(self, item: CaseItem) -> Record:
+        """The case's record, every repeat measured and pooled."""
         if item.nodeid not in self.records:
-            self.records[item.nodeid] = self.open_run().run_case(item.case)
+            measured = self.open_run().measure([item.case])
+            self.records[item.nodeid] = measured[item.case.case_id]
         return self.records[item.nodeid]
 
     def measure_fixture(self, node: pytest.Item, module: Any, example_input: Any, index: int,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -57,6 +58,8 @@ class Record:
     sweep: str = ""
     started_at: str | None = None
     duration_s: float | None = None
+    #: Which of the case's `repeats` worker processes this is (0-based).
+    repeat: int = 0
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -213,11 +216,14 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     """Results as a DataFrame: one row per case, parameters and metrics as columns.
 
     `samples_ms` keeps the raw per-iteration samples (a list per row) for distributions and
-    significance tests.
+    significance tests; a case measured in several worker processes (`repeats`) is one row
+    with its samples pooled and each repeat's median in `repeat_medians_ms`.
     """
     import pandas as pd
 
-    rows = [flatten(record) for record in load_records(paths)]
+    from bench.repeats import merge_repeats
+
+    rows = [flatten(record) for record in merge_repeats(load_records(paths))]
     frame = pd.DataFrame(rows)
     for column in frame.columns:
         if column in INTEGER_COLUMNS or (column.startswith("cuda_max_") and
@@ -228,7 +234,7 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
 
 #: Integer columns that would turn float where some rows (failed cases) have no value.
 INTEGER_COLUMNS = ("depth", "width", "features", "image_size", "seq_len", "classes",
-                   "batch_size", "n_samples", "block_size", "warmup_iters", "threads",
+                   "batch_size", "n_samples", "repeats", "block_size", "warmup_iters", "threads",
                    "params_total", "params_nonzero", "weight_bytes", "buffer_bytes",
                    "rss_before_build_bytes", "peak_rss_bytes", "peak_rss_timed_bytes",
                    "ru_maxrss_bytes", "nvml_device_used_bytes", "nvml_process_used_bytes")
@@ -265,6 +271,11 @@ def flatten(record: Record) -> dict[str, Any]:
                             confidence=float(record.settings.get("confidence", 0.95)))
         row.update(summary.to_dict())
         row["n_samples"] = row.pop("n")
+        medians = [m / 1e6 for m in timing.get("repeat_medians_ns") or []]
+        row["repeats"] = len(medians) or 1
+        row["repeat_medians_ms"] = medians or None
+        row["repeat_cv"] = (statistics.stdev(medians) / statistics.mean(medians)
+                            if len(medians) > 1 else None)
         row["samples_ms"] = [s / 1e6 for s in samples]
         row.update({
             "block_size": timing.get("block_size"),

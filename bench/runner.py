@@ -68,40 +68,33 @@ class RunOptions:
 
 def run(suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
         observer: RunObserver | None = None) -> RunResult:
-    """Run `cases` (taken from `suites`) into a run folder; returns the records of this run."""
-    run_dir = _prepare_run_dir(suites, options)
-    store = ResultsStore(run_dir)
-    done = {r.case_id for r in store.records()} if options.resume else set()
-    todo = [c for c in cases if c.case_id not in done]
-    result = RunResult(run_dir=run_dir, skipped=len(cases) - len(todo))
-    backend = backend_for(options.isolation)
-    meta = _run_meta(run_dir, suites, cases, options, backend, store)
-    store.write_run(meta)
+    """Run `cases` (taken from `suites`) into a run folder; returns the records of this run.
+
+    A case with `repeats = R` is measured by R workers: the run visits the cases round-robin
+    R times, so each case's repeats sample the machine at different moments of the run.
+    """
+    session = RunSession(suites, cases, options)
+    plan = session.plan(cases)
+    total = len(plan) + session.skipped
+    result = RunResult(run_dir=session.run_dir, skipped=session.skipped)
     if observer:
-        observer.run_started(run_dir, len(cases), result.skipped)
-    search_path = _search_path(suites)
-    (run_dir / "logs").mkdir(exist_ok=True)
-    calibrations = calibration.Index(meta["env"])
+        observer.run_started(session.run_dir, total, session.skipped)
     try:
-        for index, case in enumerate(todo, start=result.skipped + 1):
+        for index, (case, repeat) in enumerate(plan, start=session.skipped + 1):
             if observer:
-                observer.case_started(index, len(cases), case)
-            record = run_case(case, backend, meta["run_id"], search_path=search_path,
-                              log_dir=run_dir / "logs" if backend.name != "inline" else None,
-                              run_dir=run_dir, calibrations=calibrations)
-            store.append(record)
+                observer.case_started(index, total, case)
+            record = session.run_case(case, repeat)
             result.records.append(record)
             if observer:
-                observer.case_finished(index, len(cases), record)
+                observer.case_finished(index, total, record)
     except KeyboardInterrupt:
-        _finish(store, meta, "interrupted")
-        raise RunInterrupted(run_dir, result.skipped + len(result.records), len(cases)) from None
+        session.close("interrupted")
+        raise RunInterrupted(session.run_dir, session.skipped + len(result.records),
+                             total) from None
     except BaseException:
-        _finish(store, meta, "failed")
+        session.close("failed")
         raise
-    finally:
-        backend.close()
-    _finish(store, meta, "complete")
+    session.close("complete")
     return result
 
 
@@ -109,16 +102,17 @@ def run_case(case: Case, backend: Backend, run_id: str, *, search_path: Sequence
              log_dir: Path | None = None,
              on_message: Callable[[Message], None] | None = None,
              run_dir: Path | None = None,
-             calibrations: calibration.Index | None = None) -> Record:
+             calibrations: calibration.Index | None = None, repeat: int = 0) -> Record:
     """Run one case on a backend and turn whatever happened into a Record.
 
     Parent-side collectors (`bench.collectors.session`) sample the worker while it runs;
     `calibrations` supplies the peaks for the roofline figures.
     """
     started = datetime.now(UTC)
-    log_path = str(log_dir / f"{case.case_id}.log") if log_dir else None
+    stem = case.case_id if repeat == 0 else f"{case.case_id}-r{repeat}"
+    log_path = str(log_dir / f"{stem}.log") if log_dir else None
     job = WorkerJob(case=case, search_path=tuple(search_path), log_path=log_path,
-                    run_dir=str(run_dir) if run_dir else None)
+                    run_dir=str(run_dir) if run_dir else None, repeat=repeat)
     peaks = calibrations.for_threads(case.settings.threads) if calibrations else (
         None, "no calibration lookup: the case ran outside a run folder")
     session = ParentSession(case, inline=backend.name == "inline", calibration=peaks)
@@ -128,14 +122,16 @@ def run_case(case: Case, backend: Backend, run_id: str, *, search_path: Sequence
                               on_start=session.start)
     collected = session.finish(outcome)
     record = make_record(case, outcome, run_id, started_at=started.isoformat(),
-                         duration_s=time.perf_counter() - clock_start, collected=collected)
+                         duration_s=time.perf_counter() - clock_start, collected=collected,
+                         repeat=repeat)
     if log_path and not _has_content(log_path):
         Path(log_path).unlink(missing_ok=True)
     return record
 
 
 def make_record(case: Case, outcome: Outcome, run_id: str, *, started_at: str,
-                duration_s: float, collected: Collected | None = None) -> Record:
+                duration_s: float, collected: Collected | None = None,
+                repeat: int = 0) -> Record:
     payload = outcome.payload or {}
     collected = collected or Collected()
     info = dict(payload.get("info", {}))
@@ -165,6 +161,7 @@ def make_record(case: Case, outcome: Outcome, run_id: str, *, started_at: str,
         warnings=(*payload.get("warnings", ()), *collected.warnings),
         started_at=started_at,
         duration_s=duration_s,
+        repeat=repeat,
     )
 
 
@@ -251,20 +248,24 @@ def _now() -> str:
 
 
 class RunSession:
-    """A run folder open for cases that arrive one at a time, for callers that decide when
-    each case runs (the pytest plugin runs a case when pytest reaches its item).
-
-    Same folder, metadata, isolation and records as `run()`; `close()` marks the run
-    complete (or whatever status is given) and releases the worker backend.
+    """A run folder open for cases: the one place a run's folder, metadata, isolation,
+    collectors and records come together. `run()` drives it through a plan; the pytest
+    plugin runs a case when pytest reaches its item. `close()` marks the run complete (or
+    whatever status is given) and releases the worker backend.
     """
 
     def __init__(self, suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions) -> None:
         self.run_dir = _prepare_run_dir(suites, options)
         self.store = ResultsStore(self.run_dir)
+        #: (case_id, repeat) already on disk when resuming: not run again.
+        self.done = ({(r.case_id, r.repeat) for r in self.store.records()} if options.resume
+                     else set())
+        self.skipped = 0
         self.backend = backend_for(options.isolation)
         self.meta = _run_meta(self.run_dir, suites, cases, options, self.backend, self.store)
         self.store.write_run(self.meta)
         self.search_path = _search_path(suites)
+        self.calibrations = calibration.Index(self.meta["env"])
         self.records: list[Record] = []
         (self.run_dir / "logs").mkdir(exist_ok=True)
 
@@ -272,12 +273,39 @@ class RunSession:
     def run_id(self) -> str:
         return str(self.meta["run_id"])
 
-    def run_case(self, case: Case) -> Record:
+    def plan(self, cases: Sequence[Case]) -> list[tuple[Case, int]]:
+        """(case, repeat) in run order: every case's first repeat, then every second, ...;
+        pairs already recorded (resume) are left out and counted in `skipped`."""
+        rounds = max((c.settings.repeats for c in cases), default=0)
+        every = [(c, r) for r in range(rounds) for c in cases if r < c.settings.repeats]
+        todo = [(c, r) for c, r in every if (c.case_id, r) not in self.done]
+        self.skipped = len(every) - len(todo)
+        return todo
+
+    def run_case(self, case: Case, repeat: int = 0) -> Record:
+        """Measure one repeat of a case in a worker and store its record."""
         record = run_case(case, self.backend, self.run_id, search_path=self.search_path,
                           log_dir=self.run_dir / "logs" if self.backend.name != "inline"
-                          else None)
+                          else None, run_dir=self.run_dir, calibrations=self.calibrations,
+                          repeat=repeat)
         self.append(record)
         return record
+
+    def measure(self, cases: Sequence[Case],
+                progress: Callable[[int, int, Case, int], None] | None = None
+                ) -> dict[str, Record]:
+        """Every repeat of `cases` (round-robin), pooled into one record per case_id;
+        `progress(index, total, case, repeat)` is called before each worker starts."""
+        from bench.repeats import merge_repeats
+
+        plan = self.plan(cases)
+        for index, (case, repeat) in enumerate(plan, start=1):
+            if progress:
+                progress(index, len(plan), case, repeat)
+            self.run_case(case, repeat)
+        wanted = {c.case_id for c in cases}
+        mine = [r for r in self.store.records() if r.case_id in wanted]
+        return {r.case_id: r for r in merge_repeats(mine)}
 
     def append(self, record: Record) -> None:
         """Store a record made elsewhere (e.g. measured in-process) in this run."""

@@ -63,6 +63,11 @@ class Settings:
     #: and keep the top operators and a Chrome trace.
     profile: Annotated[bool, Field(strict=True)] = False
     profile_iters: Annotated[int, Field(ge=1, strict=True)] = 5
+    #: Worker processes per case, visited round-robin through the run so they sample the
+    #: machine at different times. The gate tests between-repeat medians when both runs have
+    #: at least 3: that is what makes it robust to a machine whose speed drifts. Each
+    #: repeat is measured with the settings above (max_time_s is per repeat).
+    repeats: Annotated[int, Field(ge=1, le=100, strict=True)] = 1
 
     def __post_init__(self) -> None:
         if self.max_time_s < self.min_time_s:

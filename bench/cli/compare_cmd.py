@@ -122,7 +122,7 @@ def print_table(comparison: Comparison, *, everything: bool = False) -> None:
     out.print(f"[bold]{comparison.baseline_label}[/] (baseline) → "
               f"[bold]{comparison.candidate_label}[/] (candidate)", soft_wrap=True)
     out.print(compare_output.settings_line(comparison), soft_wrap=True)
-    for line in compare_output.env_lines(comparison):
+    for line in [*compare_output.env_lines(comparison), *compare_output.drift_lines(comparison)]:
         out.print(f"[bold yellow]warning:[/] {line}", soft_wrap=True)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("verdict", no_wrap=True)

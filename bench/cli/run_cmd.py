@@ -104,15 +104,19 @@ class ProgressObserver:
     def case_finished(self, index: int, total: int, record: Record) -> None:
         self.progress.advance(self.task)
         width = len(str(total))
-        text = escape(f"[{index:>{width}}/{total}] {record.name}  {describe(record)}")
+        repeats = int(record.settings.get("repeats", 1))
+        of = f" (repeat {record.repeat + 1}/{repeats})" if repeats > 1 else ""
+        text = escape(f"[{index:>{width}}/{total}] {record.name}{of}  {describe(record)}")
         self.out.print(f"{_status(record.status)} {text}", highlight=False, soft_wrap=True)
 
     def summary(self, result: RunResult) -> None:
         counts = ", ".join(f"{result.count(s)} {s}" for s in
                            ("ok", "unsupported", *FAILURE_STATUSES) if result.count(s))
-        done = len(result.records)
+        done, cases = len(result.records), len({r.case_id for r in result.records})
+        what = f"{done} case(s) run" if done == cases else (
+            f"{done} worker runs of {cases} case(s)")
         resumed = f", {result.skipped} resumed" if result.skipped else ""
-        self.out.print(f"{done} case(s) run{resumed}: {counts or 'nothing to do'}")
+        self.out.print(f"{what}{resumed}: {counts or 'nothing to do'}")
         where = escape(str(result.run_dir))
         self.out.print(f"results: {where}/results.jsonl", soft_wrap=True)
         self.out.print(f"load them with: python -c \"import bench; print(bench.load('{where}'))\"",
