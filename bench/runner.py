@@ -8,6 +8,7 @@ finished record on disk; `resume` continues a run folder without redoing finishe
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -275,9 +276,20 @@ class RunSession:
 
     def plan(self, cases: Sequence[Case]) -> list[tuple[Case, int]]:
         """(case, repeat) in run order: every case's first repeat, then every second, ...;
-        pairs already recorded (resume) are left out and counted in `skipped`."""
+        pairs already recorded (resume) are left out and counted in `skipped`.
+
+        The first round follows the suite; later rounds are shuffled (seeded, so a resumed
+        run plans the same order). In a fixed order a case would always run right after the
+        same neighbour, and anything that neighbour leaves behind (heat, a busy core, a
+        periodic disturbance) would land on it in every round, looking like its own speed.
+        """
         rounds = max((c.settings.repeats for c in cases), default=0)
-        every = [(c, r) for r in range(rounds) for c in cases if r < c.settings.repeats]
+        every: list[tuple[Case, int]] = []
+        for r in range(rounds):
+            this_round = [c for c in cases if r < c.settings.repeats]
+            if r:
+                random.Random(f"{self.run_id}:{r}").shuffle(this_round)
+            every += [(c, r) for c in this_round]
         todo = [(c, r) for c, r in every if (c.case_id, r) not in self.done]
         self.skipped = len(every) - len(todo)
         return todo
