@@ -25,8 +25,9 @@ from typing import Any
 
 import torch
 
-from bench import capability
+from bench import allocator, capability
 from bench.clock import Clock, CudaEventClock, PerfCounterClock
+from bench.collectors.host_memory import faults_per_call
 from bench.collectors.probes import WorkerProbes
 from bench.errors import BuildError, UnsupportedCase
 from bench.jobs import Send, WorkerJob, plain
@@ -42,6 +43,7 @@ def worker_main(job: WorkerJob, conn: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if job.log_path:
         _redirect_output(job.log_path)
+    allocator.pin()
     try:
         run_case(job, conn.send)
     finally:
@@ -126,6 +128,7 @@ def execute(job: WorkerJob, send: Send, prebuilt: Prebuilt | None = None) -> dic
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch_threads(settings.threads))
         out.info["tf32"] = stack.enter_context(tf32_flags(device, case.precision))
+        out.info["allocator"] = allocator.state()
         out.warnings += capability.check(case)
         phase("build")
         built_at = time.perf_counter()
@@ -139,6 +142,7 @@ def execute(job: WorkerJob, send: Send, prebuilt: Prebuilt | None = None) -> dic
         probes.after_timing(prepared, device, phase)
         phase("teardown")
         probes.finish()
+        faults_per_call(out.metrics, len(timing.samples_ns) * timing.block_size)
         out.metrics["threads"] = torch.get_num_threads()
         out.info.update(device_name=device_name(device), torch_version=str(torch.__version__))
         return out.payload(timing)

@@ -27,6 +27,16 @@ def run_suite(path, out, **options):
     return run([suite], list(suite.cases), RunOptions(out=out, **options))
 
 
+def test_fresh_pages_in_the_timed_window_show_as_faults_per_call(write_suite, tmp_path,
+                                                                fixtures_dir):
+    path = write_suite(f'[[sweep]]\nmodel = "{fixtures_dir / "factories.py"}:touches_fresh_memory"'
+                       '\nsettings = { max_time_s = 0.3, min_samples = 5 }\n')
+    (record,) = run_suite(path, tmp_path / "run").records
+    assert record.status == "ok", record.message
+    assert 0.9 * 16384 <= record.metrics["minor_faults_per_call"] <= 1.5 * 16384
+    assert record.metrics["major_faults_per_call"] < 1
+
+
 def test_a_known_allocation_raises_the_host_peaks(write_suite, tmp_path, fixtures_dir):
     factories = fixtures_dir / "factories.py"
     path = write_suite(f'[[sweep]]\nmodel = ["{factories}:allocates_nothing", '
@@ -40,6 +50,8 @@ def test_a_known_allocation_raises_the_host_peaks(write_suite, tmp_path, fixture
     # the buffer is made by the factory: before the build both workers look alike
     assert abs(big["rss_before_build_bytes"] - tiny["rss_before_build_bytes"]) < 64 * MIB
     assert big["peak_rss_bytes"] >= 0.9 * big["ru_maxrss_bytes"], "the sampler saw the peak"
+    # nothing allocates in the timed window of these two: no page faults there
+    assert tiny["minor_faults_per_call"] < 1 and big["minor_faults_per_call"] < 1
     status = records["allocates"].info["collectors"]
     assert status["rss"]["ok"] and status["host_memory"]["ok"]
     assert status["cuda_memory"] == {"ok": False, "reason": "not a CUDA case"}
@@ -62,6 +74,8 @@ def test_a_known_allocation_raises_the_cuda_peaks(write_suite, tmp_path, fixture
         for kind in ("allocated", "reserved"):
             key = f"cuda_max_{kind}_{phase}_bytes"
             assert big[key] - tiny[key] >= 256 * MIB, (key, big[key], tiny[key])
+    # nothing allocates in the timed window of these two: no page faults there
+    assert tiny["minor_faults_per_call"] < 1 and big["minor_faults_per_call"] < 1
     status = records["allocates"].info["collectors"]
     assert status["nvml"]["ok"], status["nvml"]
     assert big["nvml_device_used_bytes"] > 256 * MIB

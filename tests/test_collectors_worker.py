@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from bench.collectors import CollectorResult, worker_probes
-from bench.collectors.host_memory import HostMemoryProbe, ru_maxrss_bytes
+from bench.collectors.host_memory import HostMemoryProbe, faults_per_call, ru_maxrss_bytes
 from bench.collectors.traffic import bytes_moved
 from bench.spec import Case
 
@@ -50,6 +51,21 @@ def test_host_memory_probe_reads_rss_before_build_and_the_high_water_mark():
     lag = 4 * 2**20
     assert 0 < result.metrics["rss_before_build_bytes"] <= result.metrics["ru_maxrss_bytes"] + lag
     assert ru_maxrss_bytes() + lag >= result.metrics["rss_before_build_bytes"]
+
+
+def test_host_memory_probe_counts_faults_in_the_timed_window_only():
+    probe = HostMemoryProbe()
+    probe.on_phase("warmup")
+    bytearray(64 * 2**20)[::4096] = b"\x01" * 16384  # outside the window: not counted
+    probe.on_phase("timed")
+    buffer = bytearray(64 * 2**20)  # above any mmap threshold: fresh pages
+    buffer[::4096] = b"\x01" * 16384
+    probe.on_phase("teardown")
+    metrics = dict(probe.result().metrics)
+    assert 0.9 * 16384 <= metrics["minor_faults_timed"] <= 1.5 * 16384
+    faults_per_call(metrics, calls=4)
+    assert "minor_faults_timed" not in metrics
+    assert metrics["minor_faults_per_call"] == pytest.approx(16384 / 4, rel=0.5)
 
 
 def test_cpu_cases_get_no_cuda_probe_and_telemetry_off_gets_none():

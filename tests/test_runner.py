@@ -75,6 +75,9 @@ def test_tiny_cpu_suite_end_to_end(write_suite, tmp_path):
     # each case ran in a worker of its own
     pids = [r.info["worker_pid"] for r in result.records]
     assert len(set(pids)) == len(pids) and os.getpid() not in pids
+    # every worker fixed its allocator before building (see bench.allocator)
+    if os.confstr("CS_GNU_LIBC_VERSION"):
+        assert all(r.info["allocator"]["pinned"] for r in result.records if r.status == "ok")
 
 
 def test_every_failure_kind_becomes_a_record_and_the_sweep_goes_on(write_suite, tmp_path,
@@ -133,6 +136,7 @@ def test_inline_isolation_runs_in_this_process(write_suite, tmp_path):
                        tmp_path / "run", isolation="inline")
     (record,) = result.records
     assert record.status == "ok" and "worker_pid" not in record.info
+    assert record.info["allocator"]["pinned"] is False, "the caller's allocator is left alone"
 
 
 def test_ctrl_c_keeps_finished_cases_and_resume_finishes(write_suite, tmp_path, fixtures_dir):
