@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from bench.spec import Case
@@ -130,6 +130,7 @@ class WorkerProbe(Protocol):
     def result(self) -> CollectorResult: ...
 
 
+F = TypeVar("F")
 ParentFactory = Callable[["Case"], "ParentCollector | CollectorResult"]
 WorkerFactory = Callable[["Case"], "WorkerProbe | CollectorResult"]
 
@@ -140,19 +141,19 @@ _WORKER: dict[str, WorkerFactory] = {}
 
 
 def register_parent(name: str) -> Callable[[ParentFactory], ParentFactory]:
-    def add(factory: ParentFactory) -> ParentFactory:
-        if name in _PARENT or name in _WORKER:
-            raise ValueError(f"collector {name!r} is already registered")
-        _PARENT[name] = factory
-        return factory
-    return add
+    return _register(_PARENT, name)
 
 
 def register_worker(name: str) -> Callable[[WorkerFactory], WorkerFactory]:
-    def add(factory: WorkerFactory) -> WorkerFactory:
+    return _register(_WORKER, name)
+
+
+def _register(table: dict[str, F], name: str) -> Callable[[F], F]:
+    """A decorator adding a factory to `table`; names are unique across both sides."""
+    def add(factory: F) -> F:
         if name in _PARENT or name in _WORKER:
             raise ValueError(f"collector {name!r} is already registered")
-        _WORKER[name] = factory
+        table[name] = factory
         return factory
     return add
 

@@ -7,7 +7,7 @@ key numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
@@ -49,15 +49,17 @@ def hover(row: Mapping[str, Any], *lines: str) -> str:
     return "<br>".join(p for p in parts if p)
 
 
+def labelled(row: Mapping[str, Any],
+             labels: Sequence[tuple[str, Callable[[Any], str]]]) -> str:
+    """The labels of the keys that hold a value in `row`, joined with ' · '."""
+    return " · ".join(label(row.get(key)) for key, label in labels
+                      if fmt(row.get(key)) != "–")
+
+
 def params_line(row: Mapping[str, Any]) -> str:
-    bits = []
-    if fmt(row.get("params_total")) != "–":
-        bits.append(f"{si(row.get('params_total'))} params")
-    if fmt(row.get("flops_per_item")) != "–":
-        bits.append(f"{si(row.get('flops_per_item'), 'FLOP')}/item")
-    if fmt(row.get("throughput_items_s")) != "–":
-        bits.append(f"{si(row.get('throughput_items_s'))} items/s")
-    return " · ".join(bits)
+    return labelled(row, [("params_total", lambda v: f"{si(v)} params"),
+                          ("flops_per_item", lambda v: f"{si(v, 'FLOP')}/item"),
+                          ("throughput_items_s", lambda v: f"{si(v)} items/s")])
 
 
 def axis_type_buttons(fig: go.Figure, *, default: str = "log", x: bool = True,

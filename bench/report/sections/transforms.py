@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from bench.report.figures import add_line, figure_dict, hover, new_figure
+from bench.report.figures import add_line, figure_dict, hover, labelled, new_figure
 from bench.report.model import Chart, Html, ReportInput, Section
 from bench.report.prepare import (
     PARAM_COLUMNS,
@@ -123,21 +123,13 @@ def pruning_chart(pruned: pd.DataFrame, metric: str, y_title: str, key: str, *,
 
 
 def _fidelity_line(row: dict[str, Any]) -> str:
-    bits = []
-    if fmt(row.get("fidelity_rel_l2")) != "–":
-        bits.append(f"rel. L2 error {fmt(row.get('fidelity_rel_l2'), 3)}")
-    if fmt(row.get("fidelity_top1_agreement")) != "–":
-        bits.append(f"top-1 agreement {pct(row.get('fidelity_top1_agreement'))}")
-    return " · ".join(bits)
+    return labelled(row, [("fidelity_rel_l2", lambda v: f"rel. L2 error {fmt(v, 3)}"),
+                          ("fidelity_top1_agreement", lambda v: f"top-1 agreement {pct(v)}")])
 
 
 def _sparsity_line(row: dict[str, Any]) -> str:
-    bits = []
-    if fmt(row.get("prune_sparsity")) != "–":
-        bits.append(f"sparsity {pct(row.get('prune_sparsity'))}")
-    if fmt(row.get("prune_flops_ratio")) != "–":
-        bits.append(f"FLOPs ×{fmt(row.get('prune_flops_ratio'), 3)}")
-    return " · ".join(bits)
+    return labelled(row, [("prune_sparsity", lambda v: f"sparsity {pct(v)}"),
+                          ("prune_flops_ratio", lambda v: f"FLOPs ×{fmt(v, 3)}")])
 
 
 def masked_note(summary: dict[str, dict[str, float]]) -> str:
