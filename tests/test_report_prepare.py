@@ -22,7 +22,7 @@ from bench.report.prepare import (
 )
 from bench.report.sections.distributions import distribution_cases
 from bench.report.sections.pareto import pareto_points
-from bench.report.sections.resources import memory_frame, telemetry_series
+from bench.report.sections.resources import memory_frame, telemetry_series, timed_spans
 from bench.report.sections.scaling import heatmap_grids, scaling_series
 from bench.report.sections.summary import (
     collector_problems,
@@ -260,6 +260,16 @@ def test_telemetry_series_reads_dicts_and_json_and_skips_empty():
     assert set(series) == {"a", "b"}
     assert series["a"] == {"power_w": ([0.0, 1.0], [100.0, 110.0])}
     assert series["b"]["gpu_util_pct"][1] == [50.0, 60.0]
+
+
+def test_timed_spans_come_from_the_phase_of_each_sample():
+    frame = pd.DataFrame([
+        case("a", telemetry={"t_s": [0, 1, 2, 3, 4],
+                             "phase": ["build", "warmup", "timed", "timed", "teardown"]}),
+        case("b", telemetry='{"t_s": [0, 1], "phase": ["build", "warmup"]}'),
+        case("c", telemetry="not json"),
+    ])
+    assert timed_spans(frame) == {"a": (2.0, 3.0)}
 
 
 # ---- summary --------------------------------------------------------------------------------

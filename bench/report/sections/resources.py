@@ -65,13 +65,8 @@ def telemetry_series(frame: pd.DataFrame) -> list[tuple[str, dict[str, tuple[lis
         return []
     out = []
     for row in ok_rows(frame).to_dict("records"):
-        data = row.get("telemetry")
-        if isinstance(data, str):
-            try:
-                data = json.loads(data)
-            except ValueError:
-                continue
-        if not isinstance(data, Mapping) or not data.get("t_s"):
+        data = _telemetry(row)
+        if data is None or not data.get("t_s"):
             continue
         times = [float(t) for t in data["t_s"]]
         series = {key: (times, [float(v) if v is not None else np.nan for v in data[key]])
@@ -81,6 +76,34 @@ def telemetry_series(frame: pd.DataFrame) -> list[tuple[str, dict[str, tuple[lis
         if series:
             out.append((str(row.get("name")), series))
     return out
+
+
+def timed_spans(frame: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Case name -> (first, last) sample time in the timed window, from the telemetry's
+    per-sample `phase`; cases without a timed sample are left out."""
+    if "telemetry" not in frame.columns:
+        return {}
+    spans = {}
+    for row in ok_rows(frame).to_dict("records"):
+        data = _telemetry(row)
+        if data is None:
+            continue
+        times, phases = data.get("t_s") or [], data.get("phase") or []
+        timed = [float(t) for t, p in zip(times, phases, strict=False) if p == "timed"]
+        if timed:
+            spans[str(row.get("name"))] = (min(timed), max(timed))
+    return spans
+
+
+def _telemetry(row: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A row's telemetry timeline: a dict in memory, JSON text when read from a file."""
+    data = row.get("telemetry")
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            return None
+    return data if isinstance(data, Mapping) else None
 
 
 # ---- charts ---------------------------------------------------------------------------------
@@ -109,7 +132,7 @@ def memory_chart(memory: pd.DataFrame) -> Chart:
 
 
 def telemetry_chart(series: list[tuple[str, dict[str, tuple[list[float], list[float]]]]],
-                    ) -> Chart:
+                    spans: Mapping[str, tuple[float, float]] | None = None) -> Chart:
     keys = [k for k, _, _ in TELEMETRY if any(k in s for _, s in series)]
     titles = {k: t for k, t, _ in TELEMETRY}
     scales = {k: f for k, _, f in TELEMETRY}
@@ -130,6 +153,13 @@ def telemetry_chart(series: list[tuple[str, dict[str, tuple[list[float], list[fl
                 hovertext=[f"<b>{esc(name)}</b><br>t = {fmt(t)} s<br>{esc(titles[key])}: "
                            f"{fmt(v)}" for t, v in zip(times, scaled, strict=True)],
                 hoverinfo="text"), row=row, col=1)
+            span = (spans or {}).get(name)
+            if span is not None:  # the timed window drawn over the line, thicker
+                fig.add_trace(go.Scatter(
+                    x=times, y=[v if span[0] <= t <= span[1] else None
+                                for t, v in zip(times, scaled, strict=True)],
+                    mode="lines", name=esc(name), legendgroup=esc(name), showlegend=False,
+                    line={"color": colour, "width": 4}, hoverinfo="skip"), row=row, col=1)
     new_figure("Telemetry during each case", "time since the case started (s)", "",
                height=140 + 190 * len(keys), fig=fig, legend={"title": {"text": "case"}})
     for row, key in enumerate(keys, start=1):
@@ -138,8 +168,9 @@ def telemetry_chart(series: list[tuple[str, dict[str, tuple[list[float], list[fl
     fig.update_xaxes(title_text="time since the case started (s)", row=len(keys), col=1)
     note = (f"Showing {len(shown)} of {len(series)} cases with telemetry."
             if len(series) > len(shown) else "")
+    marked = " The thick part of each line is the timed window." if spans else ""
     return Chart("telemetry", figure_dict(fig),
-                 "Sampled by the parent process, outside the timed worker. " + note)
+                 "Sampled by the parent process, outside the timed worker." + marked + " " + note)
 
 
 def energy_chart(frame: pd.DataFrame) -> Chart:
@@ -182,7 +213,7 @@ def build(report: ReportInput) -> Section | None:
                                "table.</p>"))
     series = telemetry_series(frame)
     if series:
-        blocks.append(telemetry_chart(series))
+        blocks.append(telemetry_chart(series, timed_spans(frame)))
     if present(ok_rows(frame), "energy_per_item_j"):
         blocks.append(energy_chart(frame))
     if not blocks:
