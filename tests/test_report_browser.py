@@ -46,6 +46,8 @@ min_samples = 5
 min_time_s = 0.0
 max_time_s = 0.05
 timeout_s = 60
+profile = true
+profile_iters = 2
 [[sweep]]
 name = "{EVIL}"
 model = "mlp"
@@ -78,7 +80,8 @@ def test_real_run_report_in_chromium(real_run, tmp_path):
                       ".heatmaplayer image, .barlayer .trace').length])")
         assert {c[0] for c in charts} >= {"chart-scaling-latency", "chart-scaling-heatmap",
                                           "chart-scaling-fit", "chart-pareto-params",
-                                          "chart-distributions"}
+                                          "chart-distributions", "chart-telemetry",
+                                          "chart-profile"}
         for element_id, rendered, svgs, traces in charts:
             assert rendered == "yes" and svgs >= 1 and traces >= 1, element_id
         assert log.console_errors == [] and log.page_errors == [] and log.dialogs == []

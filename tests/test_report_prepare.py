@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -22,6 +23,7 @@ from bench.report.prepare import (
 )
 from bench.report.sections.distributions import distribution_cases
 from bench.report.sections.pareto import pareto_points
+from bench.report.sections.profile import OTHER, profile_frame
 from bench.report.sections.resources import memory_frame, telemetry_series, timed_spans
 from bench.report.sections.scaling import heatmap_grids, scaling_series
 from bench.report.sections.summary import (
@@ -270,6 +272,27 @@ def test_timed_spans_come_from_the_phase_of_each_sample():
         case("c", telemetry="not json"),
     ])
     assert timed_spans(frame) == {"a": (2.0, 3.0)}
+
+
+def test_profile_frame_names_the_heaviest_operators_and_folds_the_rest():
+    def op(name, cpu, device=None):
+        return {"name": name, "self_cpu_ms": cpu, "self_device_ms": device, "calls": 1}
+
+    many = [op(f"aten::op{i}", 0.01 * (i + 1)) for i in range(12)]
+    frame = pd.DataFrame([
+        case("cpu", profile={"top_ops": many}),
+        case("gpu", profile=json.dumps({"top_ops": [op("aten::mm", 5.0, device=2.0)]})),
+        case("plain"), case("broken", profile="not json"),
+    ])
+    ops = profile_frame(frame)
+    assert set(ops["name"]) == {"cpu", "gpu"}
+    gpu = ops[ops["name"] == "gpu"]
+    assert gpu[["operator", "ms"]].values.tolist() == [["aten::mm", 2.0]], "device time on CUDA"
+    cpu = ops[ops["name"] == "cpu"].set_index("operator")["ms"]
+    assert len(cpu) == 7 + 1  # seven of the eight heaviest overall (aten::mm is one), + other
+    assert cpu[OTHER] == pytest.approx(sum(0.01 * (i + 1) for i in range(5)))
+    assert cpu.sum() == pytest.approx(sum(0.01 * (i + 1) for i in range(12)))
+    assert profile_frame(pd.DataFrame([case("plain")])).empty
 
 
 # ---- summary --------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from bench.report.sections import (
     comparison,
     distributions,
     pareto,
+    profile,
     resources,
     scaling,
     summary,
@@ -29,6 +30,7 @@ SECTION_BUILDERS: tuple[SectionBuilder, ...] = (
     transforms.build_precision,
     pareto.build,
     resources.build,
+    profile.build,
     distributions.build,
     table.build_failures,
 )
