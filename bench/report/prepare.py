@@ -48,6 +48,17 @@ def is_flagged(value: Any, *, negate: bool = False) -> bool:
     return not bool(value) if negate else bool(value)
 
 
+def structure(value: Any) -> Mapping[str, Any] | None:
+    """An info column's value (telemetry, profile): a dict in memory, JSON text when read
+    back from a file; None when it is neither."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, Mapping) else None
+
+
 def ok_rows(frame: pd.DataFrame) -> pd.DataFrame:
     if "status" not in frame.columns:
         return frame.iloc[0:0]

@@ -6,16 +6,12 @@ trace path stay in the results.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from typing import Any
-
 import pandas as pd
 import plotly.graph_objects as go
 
 from bench.report.figures import figure_dict, new_figure
 from bench.report.model import Chart, Html, ReportInput, Section
-from bench.report.prepare import ok_rows
+from bench.report.prepare import ok_rows, structure
 from bench.report.style import esc, fmt, palette_map
 
 #: Operators shown by name; the rest of each case's profiled time is one "other" bar.
@@ -34,7 +30,7 @@ def profile_frame(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     rows = []
     for row in ok_rows(frame).to_dict("records"):
-        profile = _profile(row.get("profile"))
+        profile = structure(row.get("profile"))
         for op in (profile or {}).get("top_ops") or []:
             ms = op.get("self_device_ms")
             ms = op.get("self_cpu_ms") if ms is None else ms
@@ -91,11 +87,3 @@ def build(report: ReportInput) -> Section | None:
                               "cases.</p>"))
     return Section("profile", "Operator profile", tuple(blocks))
 
-
-def _profile(value: Any) -> Mapping[str, Any] | None:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return None
-    return value if isinstance(value, Mapping) else None

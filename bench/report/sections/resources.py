@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,7 +12,7 @@ from plotly.subplots import make_subplots
 
 from bench.report.figures import figure_dict, hover, new_figure
 from bench.report.model import Chart, Html, ReportInput, Section
-from bench.report.prepare import numeric, ok_rows, present
+from bench.report.prepare import numeric, ok_rows, present, structure
 from bench.report.style import PALETTE, PRECISION_COLOURS, colour_for, esc, fmt, palette_map
 
 #: (column, label) of host-side and device-side peaks, in the order drawn.
@@ -65,7 +64,7 @@ def telemetry_series(frame: pd.DataFrame) -> list[tuple[str, dict[str, tuple[lis
         return []
     out = []
     for row in ok_rows(frame).to_dict("records"):
-        data = _telemetry(row)
+        data = structure(row.get("telemetry"))
         if data is None or not data.get("t_s"):
             continue
         times = [float(t) for t in data["t_s"]]
@@ -85,7 +84,7 @@ def timed_spans(frame: pd.DataFrame) -> dict[str, tuple[float, float]]:
         return {}
     spans = {}
     for row in ok_rows(frame).to_dict("records"):
-        data = _telemetry(row)
+        data = structure(row.get("telemetry"))
         if data is None:
             continue
         times, phases = data.get("t_s") or [], data.get("phase") or []
@@ -93,17 +92,6 @@ def timed_spans(frame: pd.DataFrame) -> dict[str, tuple[float, float]]:
         if timed:
             spans[str(row.get("name"))] = (min(timed), max(timed))
     return spans
-
-
-def _telemetry(row: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """A row's telemetry timeline: a dict in memory, JSON text when read from a file."""
-    data = row.get("telemetry")
-    if isinstance(data, str):
-        try:
-            data = json.loads(data)
-        except ValueError:
-            return None
-    return data if isinstance(data, Mapping) else None
 
 
 # ---- charts ---------------------------------------------------------------------------------
