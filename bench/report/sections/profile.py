@@ -86,4 +86,3 @@ def build(report: ReportInput) -> Section | None:
         blocks.insert(0, Html(f'<p class="muted">The first {MAX_CASES} of {cases} profiled '
                               "cases.</p>"))
     return Section("profile", "Operator profile", tuple(blocks))
-
