@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import FAST_SETTINGS
 
 from bench.cli import main
 from bench.report import ReportInput, RunData, html_report
@@ -39,13 +40,7 @@ def real_run(tmp_path_factory, request) -> Path:
 [suite]
 name = "tiny"
 description = "a tiny sweep for the browser test"
-[settings]
-warmup_iters = 1
-warmup_time_s = 0.0
-min_samples = 5
-min_time_s = 0.0
-max_time_s = 0.05
-timeout_s = 60
+{FAST_SETTINGS.strip()}
 profile = true
 profile_iters = 2
 [[sweep]]

@@ -32,8 +32,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "compare", help="gate a candidate run against a baseline",
         description="Compare a candidate run with a baseline, case by case (matched by "
                     "case_id). A timing regression needs both effect (the median moved by at "
-                    "least the threshold) and evidence (one-sided Mann–Whitney U on the raw "
-                    "samples, corrected across cases).",
+                    "least the threshold) and evidence (one-sided Welch's t on the per-repeat "
+                    "medians with 3 or more repeats a side, else Mann–Whitney U on the raw "
+                    "samples; corrected across cases).",
         epilog="Exit codes: 0 no regression; 1 a regression; 2 bad usage or input, including "
                "runs from different environments without --allow-env-mismatch.")
     parser.add_argument("baseline", metavar="BASELINE",
