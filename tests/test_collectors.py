@@ -60,15 +60,19 @@ def test_sampler_ends_quietly_on_stop_sampling_and_keeps_other_errors():
 
 
 def test_rss_collector_follows_a_process_until_it_exits():
-    code = ("import time; b = bytearray(200 * 2**20); time.sleep(0.4)")
-    child = subprocess.Popen([sys.executable, "-c", code])
+    code = ("import time; b = bytearray(200 * 2**20); print('ready', flush=True); "
+            "time.sleep(0.4)")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         collector = RssCollector(0.005)
         begin = time.time()
         collector.start(Target(pid=child.pid, started_unix=begin))
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        # the timed window opens once the buffer exists (a loaded machine starts slowly)
+        ready = time.time()
         child.wait(10)
         time.sleep(0.05)
-        phases = (("build", begin), ("timed", begin + 0.2), ("teardown", begin + 0.3))
+        phases = (("build", begin), ("timed", ready), ("teardown", ready + 0.1))
         (result,) = collector.results(CaseFacts(batch_size=1, median_s=0.1,
                                                 window=Window(phases, time.time())))
     finally:
