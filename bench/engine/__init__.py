@@ -1,0 +1,1 @@
+"""Where and how cases run: isolation backends, the runner, A/B interleaving."""

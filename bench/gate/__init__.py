@@ -1,0 +1,1 @@
+"""The regression gate: compare runs, judge changes, render verdicts."""
