@@ -39,6 +39,9 @@ def merge(group: list[Record]) -> Record:
         timing = dict(ok[0].timing or {})
         timing["samples_ns"] = [s for r in ok for s in r.samples_ns]
         timing["repeat_medians_ns"] = [statistics.median(r.samples_ns) for r in ok]
+        # Which repeat each median is: an A/B run pairs repeat k of one side with repeat k
+        # of the other.
+        timing["repeat_ids"] = [r.repeat for r in ok]
         timing["target_met"] = all((r.timing or {}).get("target_met") for r in ok)
         timing["measure_ns"] = sum((r.timing or {}).get("measure_ns") or 0 for r in ok)
     metrics = dict(base.metrics)

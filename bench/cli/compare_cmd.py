@@ -123,7 +123,8 @@ def print_table(comparison: Comparison, *, everything: bool = False) -> None:
     out.print(f"[bold]{comparison.baseline_label}[/] (baseline) → "
               f"[bold]{comparison.candidate_label}[/] (candidate)", soft_wrap=True)
     out.print(compare_output.settings_line(comparison), soft_wrap=True)
-    for line in [*compare_output.env_lines(comparison), *compare_output.drift_lines(comparison)]:
+    for line in [*compare_output.env_lines(comparison), *compare_output.drift_lines(comparison),
+                 *compare_output.inconclusive_lines(comparison)]:
         out.print(f"[bold yellow]warning:[/] {line}", soft_wrap=True)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("verdict", no_wrap=True)
@@ -147,5 +148,6 @@ def print_table(comparison: Comparison, *, everything: bool = False) -> None:
                          ("only in the candidate", comparison.only_in_candidate)):
         if names:
             out.print(f"{len(names)} case(s) {title}: {', '.join(names)}", soft_wrap=True)
-    style = "bold red" if comparison.has_regression else "bold green"
+    style = ("bold red" if comparison.has_regression else
+             "bold yellow" if comparison.unresolved() else "bold green")
     out.print(f"[{style}]{compare_output.headline(comparison)}[/]")

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 from bench.errors import BenchError
 from bench.gate.paired import MIN_PAIRS, PAIRED_TESTS, stop_state
@@ -105,13 +105,22 @@ class ABResult:
     records: dict[str, list[Record]] = field(default_factory=lambda: {s: [] for s in SIDES})
 
 
-class ABObserver:
+class ABObserver(Protocol):
     """Progress callbacks; the CLI prints a line per pair."""
 
     def started(self, run_dirs: dict[str, Path], cases: int) -> None: ...
 
     def pair_done(self, case: Case, pair: int, order: tuple[str, str],
                   records: dict[str, Record], state: str | None) -> None: ...
+
+
+class _Silent:
+    def started(self, run_dirs: dict[str, Path], cases: int) -> None:
+        pass
+
+    def pair_done(self, case: Case, pair: int, order: tuple[str, str],
+                  records: dict[str, Record], state: str | None) -> None:
+        pass
 
 
 # ---- sides ----------------------------------------------------------------------------------
@@ -289,7 +298,7 @@ def run_ab(suite_paths: Sequence[str], cases: Sequence[Case], sides: dict[str, S
            observer: ABObserver | None = None) -> ABResult:
     """Measure `cases` on both sides, pair by pair; each side's records go to
     `<out>/<side>/`, a normal run folder."""
-    observer = observer or ABObserver()
+    observer = observer or _Silent()
     out = (options.out or default_out(cases[0].suite if cases else "ab")).resolve()
     if out.exists() and any(out.iterdir()):
         raise ABError(f"{out} already holds files; choose a new --out")

@@ -59,12 +59,14 @@ class PairedTest:
     ratio_high: float | None
     mde_pct: float | None
     method: str
+    #: Of the t-interval (n_pairs - 1); None for the rank interval.
+    df: float | None = None
 
     def as_shift(self) -> ShiftTest:
         """In the shape the gate's decision rule reads (both sides have n_pairs values)."""
         return ShiftTest(n_baseline=self.n_pairs, n_candidate=self.n_pairs,
                          p_greater=self.p_greater, p_less=self.p_less, ratio=self.ratio,
-                         ratio_low=self.ratio_low, ratio_high=self.ratio_high)
+                         ratio_low=self.ratio_low, ratio_high=self.ratio_high, df=self.df)
 
 
 def log_ratios(baseline: Samples, candidate: Samples) -> np.ndarray:
@@ -108,7 +110,7 @@ def _t_test(d: np.ndarray, confidence: float, alpha: float) -> PairedTest:
         half = float(sps.t.ppf(0.5 + confidence / 2, df)) * se
     return PairedTest(n_pairs=n, p_greater=p_greater, p_less=p_less, ratio=math.exp(mean),
                       ratio_low=math.exp(mean - half), ratio_high=math.exp(mean + half),
-                      mde_pct=detectable_change(se, df, alpha), method="t")
+                      mde_pct=detectable_change(se, df, alpha), method="t", df=df)
 
 
 def _wilcoxon_test(d: np.ndarray, confidence: float, alpha: float) -> PairedTest:
