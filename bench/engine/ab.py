@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -238,7 +238,7 @@ class SideProcess:
         return Record.from_dict(self._receive(f"case {case_id}")["record"])
 
     def close(self, status: str) -> None:
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, ABError):
             self._send({"op": "close", "status": status})
         try:
             self.proc.wait(60)
@@ -250,23 +250,33 @@ class SideProcess:
     def _send(self, message: dict[str, Any]) -> None:
         stdin: IO[str] | None = self.proc.stdin
         assert stdin is not None
-        stdin.write(json.dumps(message) + "\n")
-        stdin.flush()
+        try:
+            stdin.write(json.dumps(message) + "\n")
+            stdin.flush()
+        except BrokenPipeError:
+            raise self._ended(str(message.get("op", "start"))) from None
 
     def _receive(self, what: str) -> dict[str, Any]:
         stdout: IO[str] | None = self.proc.stdout
         assert stdout is not None
         line = stdout.readline()
         if not line:
-            self.proc.wait(10)
-            raise ABError(f"the {self.side.label} side ({self.side.describe()}) ended during "
-                          f"{what} (exit code {self.proc.returncode}); its log: "
-                          f"{self.log_path}{_no_archbench_hint(self.log_path)}")
+            raise self._ended(what)
         message = json.loads(line)
         if "error" in message:
             raise ABError(f"the {self.side.label} side ({self.side.describe()}): "
                           f"{message['error']}")
         return dict(message)
+
+
+    def _ended(self, what: str) -> ABError:
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        return ABError(f"the {self.side.label} side ({self.side.describe()}) ended during "
+                       f"{what} (exit code {self.proc.returncode}); its log: "
+                       f"{self.log_path}{_no_archbench_hint(self.log_path)}")
 
 
 def _no_archbench_hint(log: Path) -> str:
