@@ -34,7 +34,13 @@ import numpy as np
 
 from bench.env import FINGERPRINT_KEYS, fingerprint
 from bench.errors import CompareError
-from bench.gate.paired import PAIRED_TESTS, mde_from_interval, paired_test
+from bench.gate.paired import (
+    PAIR_QUANTILE,
+    PAIRED_TESTS,
+    mde_from_interval,
+    paired_test,
+    worker_time,
+)
 from bench.repeats import merge_repeats
 from bench.results import Record
 from bench.significance import (
@@ -81,6 +87,9 @@ class CompareOptions:
     #: k of the candidate, for runs measured side by side (`archbench ab`). None: unpaired,
     #: unless both runs are the two sides of one A/B run (then its own paired test).
     paired_test: str | None = None
+    #: Percentile of a worker's samples that stands for it in its pair (10: see
+    #: `bench.gate.paired.PAIR_QUANTILE`; 50: the median).
+    pair_quantile: float = PAIR_QUANTILE
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
@@ -95,6 +104,9 @@ class CompareOptions:
         if self.paired_test is not None and self.paired_test not in PAIRED_TESTS:
             raise CompareError(f'paired test "{self.paired_test}" is unknown; use one of '
                                f"{PAIRED_TESTS}")
+        if not 0 <= self.pair_quantile <= 100:
+            raise CompareError(f"pair quantile {self.pair_quantile} must be a percentile, 0 "
+                               "to 100 (10 by default, 50 for the median)")
 
     @classmethod
     def from_specs(cls, specs: str | Iterable[str], **kwargs: Any) -> CompareOptions:
@@ -159,6 +171,8 @@ class Comparison:
     thresholds: tuple[str, ...] = field(default_factory=tuple)
     #: Cases present on both sides (each has at least a status row unless all metrics are off).
     cases_compared: int = 0
+    #: Percentile of each worker's samples used for its pair; None when nothing was paired.
+    pair_quantile: float | None = None
 
     @property
     def regressions(self) -> tuple[MetricVerdict, ...]:
@@ -211,6 +225,7 @@ class Comparison:
             "regression": self.has_regression,
             "cases_compared": self.cases_compared,
             "paired": any(v.test == "paired" for v in self.timing()),
+            "pair_quantile": self.pair_quantile,
             "unresolved": len(self.unresolved()),
             "detectable_pct": self.detectable_pct(),
             "only_in_baseline": list(self.only_in_baseline),
@@ -245,10 +260,13 @@ def compare_runs(baseline: RunLike | RunData, candidate: RunLike | RunData,
     options = options or CompareOptions()
     base, cand = _as_run(baseline, "baseline"), _as_run(candidate, "candidate")
     ab_base, ab_cand = base.meta.get("ab") or {}, cand.meta.get("ab") or {}
-    if (options.paired_test is None and ab_base.get("id") and ab_base.get("id") == ab_cand.get("id")
+    if (options.paired_test is None and ab_base.get("id")
+            and ab_base.get("id") == ab_cand.get("id")
             and ab_base.get("side") != ab_cand.get("side")):
         # The two sides of one A/B run: their repeats are pairs, whichever front end asks.
-        options = replace(options, paired_test=str(ab_base.get("method") or "t"))
+        options = replace(options, paired_test=str(ab_base.get("method") or "t"),
+                          pair_quantile=float(ab_base.get("quantile",
+                                                          options.pair_quantile)))
     mismatch = env_mismatch(base.env, cand.env)
     if mismatch and not options.allow_env_mismatch:
         raise EnvMismatch(mismatch)
@@ -275,6 +293,8 @@ def compare_records(baseline: Sequence[Record], candidate: Sequence[Record],
     options = options or CompareOptions()
     base = {r.case_id: r for r in merge_repeats(baseline)}
     cand = {r.case_id: r for r in merge_repeats(candidate)}
+    workers = (_workers(baseline, options.pair_quantile),
+               _workers(candidate, options.pair_quantile))
     common = [cid for cid in base if cid in cand]
     rows: list[MetricVerdict] = []
     timing: dict[int, _TimingTest] = {}  # row index -> its test, decided once all are in
@@ -283,7 +303,7 @@ def compare_records(baseline: Sequence[Record], candidate: Sequence[Record],
         if b.status != "ok" or c.status != "ok":
             rows.append(_status_verdict(b, c))
             continue
-        test = _timing_test(b, c, options)
+        test = _timing_test(b, c, options, workers)
         if test is not None:
             timing[len(rows)] = test
             rows.append(test.placeholder)
@@ -302,6 +322,7 @@ def compare_records(baseline: Sequence[Record], candidate: Sequence[Record],
         candidate_label=labels[1],
         thresholds=tuple(rule.text for rule in options.thresholds),
         cases_compared=len(common),
+        pair_quantile=options.pair_quantile if options.paired_test else None,
     )
 
 
@@ -329,7 +350,17 @@ class _TimingTest:
     df: float | None = None
 
 
-def _timing_test(b: Record, c: Record, options: CompareOptions) -> _TimingTest | None:
+Workers = dict[tuple[str, int], float]
+
+
+def _workers(records: Sequence[Record], quantile: float) -> Workers:
+    """(case_id, repeat) -> that worker's time in ns, for pairing (the last record wins)."""
+    return {(r.case_id, r.repeat): worker_time(r.samples_ns, quantile) for r in records
+            if r.status == "ok" and r.samples_ns}
+
+
+def _timing_test(b: Record, c: Record, options: CompareOptions,
+                 workers: tuple[Workers, Workers] = ({}, {})) -> _TimingTest | None:
     """The timing test of one case: on per-repeat medians when both sides have at least
     MIN_REPEATS repeats (robust to drift between runs), else on the two sides' samples."""
     spec = metric_specs()[TIMING_METRIC]
@@ -338,7 +369,7 @@ def _timing_test(b: Record, c: Record, options: CompareOptions) -> _TimingTest |
     if threshold is None or xs.size == 0 or ys.size == 0:
         return None
     if options.paired_test is not None:
-        return _paired_timing_test(b, c, threshold, options)
+        return _paired_timing_test(b, c, threshold, options, workers)
     rb = np.asarray((b.timing or {}).get("repeat_medians_ns") or []) / 1e6
     rc = np.asarray((c.timing or {}).get("repeat_medians_ns") or []) / 1e6
     if rb.size >= MIN_REPEATS and rc.size >= MIN_REPEATS:
@@ -370,11 +401,15 @@ def _repeat_timing_test(b: Record, c: Record, rb: np.ndarray, rc: np.ndarray, th
     return _tested(row, test, threshold)
 
 
-def _paired_timing_test(b: Record, c: Record, threshold: float,
-                        options: CompareOptions) -> _TimingTest:
+def _paired_timing_test(b: Record, c: Record, threshold: float, options: CompareOptions,
+                        workers: tuple[Workers, Workers]) -> _TimingTest:
     """Repeat k of the baseline against repeat k of the candidate: the pairs of an A/B run.
-    The values are the geometric means of the paired medians."""
-    pairs = _pairs(b, c)
+    Each worker stands in its pair by a low percentile of its samples (`pair_quantile`);
+    the values shown are the geometric means of those over the pairs."""
+    wb, wc = workers
+    ids = sorted({k for cid, k in wb if cid == b.case_id} & {k for cid, k in wc
+                                                             if cid == c.case_id})
+    pairs = [(wb[(b.case_id, k)], wc[(c.case_id, k)]) for k in ids]
     xb = np.asarray([p[0] for p in pairs]) / 1e6
     xc = np.asarray([p[1] for p in pairs]) / 1e6
     row = MetricVerdict(case_id=c.case_id, name=c.name, metric=TIMING_METRIC, baseline=None,
@@ -390,18 +425,6 @@ def _paired_timing_test(b: Record, c: Record, threshold: float,
     row = replace(row, baseline=float(np.exp(np.log(xb).mean())),
                   candidate=float(np.exp(np.log(xc).mean())), delta_pct=(test.ratio - 1) * 100)
     return _tested(row, test.as_shift(), threshold)
-
-
-def _pairs(b: Record, c: Record) -> list[tuple[float, float]]:
-    """(baseline, candidate) medians of the repeats both sides completed, by repeat id."""
-    def by_id(record: Record) -> dict[int, float]:
-        timing = record.timing or {}
-        medians = list(timing.get("repeat_medians_ns") or [])
-        ids = list(timing.get("repeat_ids") or range(len(medians)))
-        return dict(zip(ids, medians, strict=False))
-
-    mb, mc = by_id(b), by_id(c)
-    return [(mb[k], mc[k]) for k in sorted(set(mb) & set(mc))]
 
 
 def _tested(row: MetricVerdict, test: ShiftTest, threshold: float) -> _TimingTest:

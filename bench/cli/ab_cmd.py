@@ -58,6 +58,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--paired-test", choices=("t", "wilcoxon"), default="t",
                         help="t on the pairs' log-ratios (default), or Wilcoxon signed-rank "
                              "with the Hodges–Lehmann interval (robust to outlying pairs)")
+    parser.add_argument("--pair-quantile", type=float, default=10.0, metavar="Q",
+                        help="percentile of a worker's samples that stands for it in its pair "
+                             "(default 10: interference only adds time, so the fast end is the "
+                             "code's own cost; 50 for the median)")
     parser.add_argument("--seed", default="archbench",
                         help="seeds the ABBA order and the round order (default: archbench)")
     parser.add_argument("--isolation", choices=("forkserver", "spawn"), default="forkserver",
@@ -89,6 +93,7 @@ def handle(args: argparse.Namespace) -> int:
     ab_options = ABOptions(out=args.out, seed=args.seed, min_pairs=args.min_pairs,
                            max_pairs=args.max_pairs, budget_s=args.budget,
                            thresholds=options.thresholds, method=args.paired_test,
+                           quantile=args.pair_quantile,
                            isolation=args.isolation, command=("archbench", *sys.argv[1:]))
     quiet = args.json or args.markdown
     observer = PairPrinter(quiet=quiet)
@@ -99,7 +104,8 @@ def handle(args: argparse.Namespace) -> int:
     # torch for interpreter sides); the comparison says so instead of refusing.
     comparison = compare_runs(result.run_dirs["baseline"], result.run_dirs["candidate"],
                               replace(options, allow_env_mismatch=True,
-                                      paired_test=args.paired_test))
+                                      paired_test=args.paired_test,
+                                      pair_quantile=args.pair_quantile))
     comparison = replace(comparison, baseline_label=sides["baseline"].describe(),
                          candidate_label=sides["candidate"].describe())
     out_dir = result.run_dirs["baseline"].parent

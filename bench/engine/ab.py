@@ -20,7 +20,6 @@ import json
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
 from bench.errors import BenchError
-from bench.gate.paired import MIN_PAIRS, PAIRED_TESTS, stop_state
+from bench.gate.paired import MIN_PAIRS, PAIR_QUANTILE, PAIRED_TESTS, stop_state, worker_time
 from bench.results import Record
 from bench.runner import DEFAULT_RUNS_DIR
 from bench.spec import Case
@@ -80,6 +79,8 @@ class ABOptions:
     #: Threshold rules, for the adaptive stop's ±threshold per case.
     thresholds: tuple[ThresholdRule, ...] = ()
     method: str = "t"
+    #: Percentile of a worker's samples that stands for it in its pair.
+    quantile: float = PAIR_QUANTILE
     isolation: str = "forkserver"
     command: tuple[str, ...] = ()
 
@@ -89,6 +90,8 @@ class ABOptions:
         if not 2 <= self.min_pairs <= self.max_pairs:
             raise ABError(f"need 2 <= min pairs ({self.min_pairs}) <= max pairs "
                           f"({self.max_pairs}); e.g. --min-pairs 4 --max-pairs 12")
+        if not 0 <= self.quantile <= 100:
+            raise ABError(f"--pair-quantile {self.quantile:g} must be a percentile, 0 to 100")
         if self.budget_s is not None and self.budget_s <= 0:
             raise ABError(f"--budget {self.budget_s:g} must be a positive number of seconds")
 
@@ -314,6 +317,7 @@ def run_ab(suite_paths: Sequence[str], cases: Sequence[Case], sides: dict[str, S
         raise ABError(f"{out} already holds files; choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
     ab_meta = {"id": out.name, "seed": options.seed, "method": options.method,
+               "quantile": options.quantile,
                "sides": {label: {"spec": s.spec, "kind": s.kind, "python": s.python,
                                  "root": str(s.root) if s.root else None, "commit": s.commit}
                          for label, s in sides.items()}}
@@ -389,7 +393,7 @@ def _after_pair(case: Case, records: dict[str, Record], medians: dict[str, list[
     if any(r.status != "ok" or not r.samples_ns for r in records.values()):
         return "failed"
     for label in SIDES:
-        medians[label].append(statistics.median(records[label].samples_ns))
+        medians[label].append(worker_time(records[label].samples_ns, options.quantile))
     threshold = threshold_for(metric_specs()[TIMING_METRIC], case.name, case.case_id,
                               options.thresholds)
     if threshold is None:
