@@ -246,3 +246,26 @@ def test_a_side_without_archbench_says_so(tmp_path: Path, write_suite, monkeypat
     err = capsys.readouterr().err
     assert "the baseline side" in err and "has no archbench" in err
     assert dict(os.environ) == env_before
+
+
+def test_report_carries_the_caveats_of_the_cli(tmp_path: Path) -> None:
+    """The HTML and markdown comparison say what the CLI says: undecided cases with the
+    change the run could have seen, and single-worker drift."""
+    from bench.report import html_report, load_report_input
+    from bench.report.markdown import render_markdown
+
+    rng = np.random.default_rng(7)
+    b = list(0.2 * np.exp(rng.normal(0, 0.1, 4)))
+    c = list(np.asarray(b) * np.exp(rng.normal(0.03, 0.1, 4)))
+    a_dir, b_dir = ab_folders(tmp_path, side_records(b), side_records(c))
+    report = load_report_input([a_dir, b_dir])
+    (comparison,) = report.comparisons
+    (caveat,) = comparison.caveats
+    assert caveat.startswith("1 of 1 timing case(s) could not be resolved")
+    assert "smallest slowdown this run could have detected" in caveat
+    assert caveat.split(" is ")[1][:4] in html_report(report)
+    assert "could not be resolved" in render_markdown(report)
+    single = write_run(tmp_path / "one-a", [record("mlp", list(np.full(20, 1.0)))])
+    other = write_run(tmp_path / "one-b", [record("mlp", list(np.full(20, 1.01)))])
+    (drift,) = load_report_input([single, other]).comparisons
+    assert any("one worker's samples" in line for line in drift.caveats)

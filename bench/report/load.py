@@ -41,6 +41,7 @@ def compare(baseline: RunData, candidate: RunData) -> ComparisonData:
     the verdicts then compare environments, not code. Any other refusal becomes the reason
     shown in place of the comparison.
     """
+    from bench import compare_output
     from bench.compare import CompareOptions, compare_runs
 
     assert baseline.path is not None and candidate.path is not None
@@ -53,7 +54,9 @@ def compare(baseline: RunData, candidate: RunData) -> ComparisonData:
     return ComparisonData(baseline.label, candidate.label, frame=result.to_frame(),
                           only_in_baseline=result.only_in_baseline,
                           only_in_candidate=result.only_in_candidate,
-                          env_mismatch=result.env_mismatch, correction=result.correction)
+                          env_mismatch=result.env_mismatch, correction=result.correction,
+                          caveats=(*compare_output.drift_lines(result),
+                                   *compare_output.inconclusive_lines(result)))
 
 
 def _empty_comparison() -> pd.DataFrame:

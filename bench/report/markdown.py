@@ -83,6 +83,7 @@ def _comparison(comparison: ComparisonData) -> list[str]:
         (f" (p-values corrected: {md(comparison.correction)})" if comparison.correction else ""))
     if comparison.env_mismatch:
         lines.append(f"\n> ⚠️ Environments differ: {md(', '.join(comparison.env_mismatch))}")
+    lines += [f"\n> ⚠️ {md(line)}" for line in comparison.caveats]
     notable = timing[timing["verdict"].isin(("regression", "improvement", "inconclusive"))] \
         if "verdict" in timing else timing.iloc[0:0]
     if not notable.empty:
