@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from bench import suite_file
-from bench.compare import CompareOptions, Comparison, compare_runs
+from bench.gate.compare import CompareOptions, Comparison, compare_runs
+from bench.suite import loader as suite_file
 
 HERE = Path(__file__).resolve().parent
 SUITE = HERE / "gate_suite.toml"
@@ -353,7 +353,7 @@ def ab_main() -> None:
 def analyse(folder: Path, plan: dict[str, Any]) -> dict[str, Any]:
     """Verdicts per case-trial: ab at its threshold; today's gate at 5% (its default) and at
     ab's threshold; and how each ab case's minimum detectable effect shrank pair by pair."""
-    from bench.baselines import load_run
+    from bench.results.store import load_run
 
     rows: list[dict[str, Any]] = []
     shrink: list[dict[str, Any]] = []
@@ -401,9 +401,10 @@ def analyse(folder: Path, plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def mde_by_pairs(base: Any, cand: Any, trial: str) -> list[dict[str, Any]]:
-    """For each case of an A/B run: the paired test on its first k pairs, k = 2, 3, ...,
+    """For each case of an A/B run: the paired test on its first k pairs, k = 2, 3, ...
+(each worker by its 10th-percentile time, as the gate pairs them),
     with the seconds of worker time those pairs took (MDE at alpha / cases, as the gate)."""
-    from bench.gate.paired import paired_test
+    from bench.gate.paired import paired_test, worker_time
 
     out = []
     by_case: dict[str, dict[str, dict[int, Any]]] = {}
@@ -419,8 +420,8 @@ def mde_by_pairs(base: Any, cand: Any, trial: str) -> list[dict[str, Any]]:
             seconds += sum(sides[s][rid].duration_s or 0.0 for s in "bc")
             if k < 2:
                 continue
-            xb = [statistics.median(sides["b"][i].samples_ns) for i in ids[:k]]
-            xc = [statistics.median(sides["c"][i].samples_ns) for i in ids[:k]]
+            xb = [worker_time(sides["b"][i].samples_ns) for i in ids[:k]]
+            xc = [worker_time(sides["c"][i].samples_ns) for i in ids[:k]]
             test = paired_test(xb, xc, alpha=0.05 / cases)
             out.append({"trial": trial, "case": name, "pairs": k, "worker_s": round(seconds, 2),
                         "mde_pct": test.mde_pct, "ratio": test.ratio})

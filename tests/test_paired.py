@@ -137,3 +137,32 @@ def test_stop_state() -> None:
     assert stop_state(*unclear, 5.0) is None
     # Never before min_pairs, however clear.
     assert stop_state(slower[0][:3], slower[1][:3], 5.0) is None
+
+
+def test_adaptive_stop_reads_the_gates_thresholds_and_worker_quantile() -> None:
+    from dataclasses import replace
+
+    from gate_helpers import record
+
+    from bench.gate.paired import AdaptiveStop
+    from bench.gate.thresholds import parse_thresholds
+    from bench.suite.spec import Case
+
+    def worker(ms: float, k: int) -> object:
+        # Mostly clean samples near `ms`, a few hit by interference (slower, never faster).
+        samples = [ms * (1 + 0.001 * i) for i in range(18)] + [ms * 3, ms * 4]
+        return replace(record("mlp", samples), repeat=k)
+
+    case = Case(model="mlp", batch_size=1, suite="s")
+    base = [worker(1.0, k) for k in range(6)]
+    slower = [worker(1.2, k) for k in range(6)]
+    rule = AdaptiveStop()
+    assert rule(case, base, slower) == "changed"
+    assert rule(case, base, base) == "same"
+    # A 20% threshold for this case: a 20% change is no longer clearly beyond it.
+    loose = AdaptiveStop(thresholds=parse_thresholds(f"{case.name}:median_ms=20%"))
+    assert loose(case, base, slower) is None
+    off = AdaptiveStop(thresholds=parse_thresholds("median_ms=off"))
+    assert off(case, base, slower) == "same"
+    with pytest.raises(Exception, match="percentile"):
+        AdaptiveStop(quantile=120)

@@ -21,8 +21,8 @@ from bench.cli.suites import add_suite_arguments, load_suites, parse_settings
 
 if TYPE_CHECKING:
     from bench.engine.ab import ABResult
-    from bench.results import Record
-    from bench.spec import Case
+    from bench.results.record import Record
+    from bench.suite.spec import Case
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,9 +81,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def handle(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from bench import compare_output
-    from bench.compare import compare_runs
     from bench.engine.ab import ABOptions, resolved_sides, run_ab
+    from bench.gate import render
+    from bench.gate.compare import compare_runs
+    from bench.gate.paired import AdaptiveStop
 
     options = options_from(args)
     suites, cases = load_suites(args)
@@ -92,13 +93,15 @@ def handle(args: argparse.Namespace) -> int:
         settings["max_time_s"] = args.max_time
     ab_options = ABOptions(out=args.out, seed=args.seed, min_pairs=args.min_pairs,
                            max_pairs=args.max_pairs, budget_s=args.budget,
-                           thresholds=options.thresholds, method=args.paired_test,
-                           quantile=args.pair_quantile,
-                           isolation=args.isolation, command=("archbench", *sys.argv[1:]))
+                           isolation=args.isolation, command=("archbench", *sys.argv[1:]),
+                           meta=(("method", args.paired_test),
+                                 ("quantile", args.pair_quantile)))
+    stop = AdaptiveStop(thresholds=options.thresholds, method=args.paired_test,
+                        quantile=args.pair_quantile, min_pairs=args.min_pairs)
     quiet = args.json or args.markdown
     observer = PairPrinter(quiet=quiet)
     with resolved_sides(args.baseline, args.candidate) as sides:
-        result = run_ab([s.path for s in suites], cases, sides, ab_options,
+        result = run_ab([s.path for s in suites], cases, sides, ab_options, stop=stop,
                         settings=settings, device=args.device, observer=observer)
     # Same machine and run: fingerprints may differ only by what the sides are (another
     # torch for interpreter sides); the comparison says so instead of refusing.
@@ -113,7 +116,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(comparison.to_dict(), indent=2))
     elif args.markdown:
-        text = compare_output.to_markdown(comparison, everything=args.all)
+        text = render.to_markdown(comparison, everything=args.all)
         print(text, end="")
         append_summary(text)
     else:

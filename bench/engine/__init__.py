@@ -1,1 +1,3 @@
-"""Where and how cases run: isolation backends, the runner, A/B interleaving."""
+"""The parent side of measuring: where each case runs (forkserver, spawn or inline worker),
+the runner that plans a run and writes its folder, and the samplers that watch a worker while
+it runs. Torch-free: the worker's side is `bench.measure`."""

@@ -8,9 +8,10 @@ undecided measures one pair: a worker on one side, then a worker on the other, t
 seeded ABBA blocks (neither side always goes first). Repeat k of a case on the baseline side
 and repeat k on the candidate side are a pair, seconds apart, sharing the machine's state.
 
-After each pair, the adaptive stop (`bench.gate.paired.stop_state`) ends a case whose
-interval is already inside ±threshold or wholly beyond it; the run ends when every case is
-decided, has `max_pairs`, or the time budget would be overrun by another round.
+After each pair a stop rule, given by the caller (the gate's `bench.gate.paired.AdaptiveStop`:
+the engine measures, the gate judges), may end a case whose interval is already inside
+±threshold or wholly beyond it; the run ends when every case is decided, has `max_pairs`, or
+the time budget would be overrun by another round.
 """
 
 from __future__ import annotations
@@ -30,17 +31,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
+from bench.engine.runner import DEFAULT_RUNS_DIR
 from bench.errors import BenchError
-from bench.gate.paired import MIN_PAIRS, PAIR_QUANTILE, PAIRED_TESTS, stop_state, worker_time
-from bench.results import Record
-from bench.runner import DEFAULT_RUNS_DIR
-from bench.spec import Case
-from bench.thresholds import TIMING_METRIC, ThresholdRule, metric_specs, threshold_for
+from bench.results.record import Record
+from bench.suite.spec import Case
 
 SIDES = ("baseline", "candidate")
 SideKind = Literal["ref", "dir", "python"]
-#: Pairs a case gets at most (each pair is two workers).
+#: Pairs a case gets at most (each pair is two workers), and at least before it may stop.
 MAX_PAIRS = 12
+MIN_PAIRS = 4
 #: How long a side process may take to start (forkserver with torch, environment probe).
 START_TIMEOUT_S = 300.0
 
@@ -68,6 +68,14 @@ class Side:
         return self.spec
 
 
+class StopRule(Protocol):
+    """Whether a case has pairs enough, from its pairs so far (both sides ok): "same" or
+    "changed" to stop it, None for another pair. Never asked before `min_pairs`."""
+
+    def __call__(self, case: Case, baseline: Sequence[Record],
+                 candidate: Sequence[Record]) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class ABOptions:
     out: Path | None = None
@@ -76,22 +84,15 @@ class ABOptions:
     max_pairs: int = MAX_PAIRS
     #: Seconds the whole run may take (None: until every case is decided or has max_pairs).
     budget_s: float | None = None
-    #: Threshold rules, for the adaptive stop's ±threshold per case.
-    thresholds: tuple[ThresholdRule, ...] = ()
-    method: str = "t"
-    #: Percentile of a worker's samples that stands for it in its pair.
-    quantile: float = PAIR_QUANTILE
     isolation: str = "forkserver"
     command: tuple[str, ...] = ()
+    #: Written to each side's run.json under "ab" (e.g. how the gate should pair them).
+    meta: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        if self.method not in PAIRED_TESTS:
-            raise ABError(f'paired test "{self.method}" is unknown; use one of {PAIRED_TESTS}')
         if not 2 <= self.min_pairs <= self.max_pairs:
             raise ABError(f"need 2 <= min pairs ({self.min_pairs}) <= max pairs "
                           f"({self.max_pairs}); e.g. --min-pairs 4 --max-pairs 12")
-        if not 0 <= self.quantile <= 100:
-            raise ABError(f"--pair-quantile {self.quantile:g} must be a percentile, 0 to 100")
         if self.budget_s is not None and self.budget_s <= 0:
             raise ABError(f"--budget {self.budget_s:g} must be a positive number of seconds")
 
@@ -306,8 +307,8 @@ def default_out(suite_name: str) -> Path:
 
 
 def run_ab(suite_paths: Sequence[str], cases: Sequence[Case], sides: dict[str, Side],
-           options: ABOptions, *, settings: dict[str, Any] | None = None,
-           device: Sequence[str] | None = None,
+           options: ABOptions, *, stop: StopRule | None = None,
+           settings: dict[str, Any] | None = None, device: Sequence[str] | None = None,
            observer: ABObserver | None = None) -> ABResult:
     """Measure `cases` on both sides, pair by pair; each side's records go to
     `<out>/<side>/`, a normal run folder."""
@@ -316,8 +317,7 @@ def run_ab(suite_paths: Sequence[str], cases: Sequence[Case], sides: dict[str, S
     if out.exists() and any(out.iterdir()):
         raise ABError(f"{out} already holds files; choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
-    ab_meta = {"id": out.name, "seed": options.seed, "method": options.method,
-               "quantile": options.quantile,
+    ab_meta = {**dict(options.meta), "id": out.name, "seed": options.seed,
                "sides": {label: {"spec": s.spec, "kind": s.kind, "python": s.python,
                                  "root": str(s.root) if s.root else None, "commit": s.commit}
                          for label, s in sides.items()}}
@@ -338,7 +338,7 @@ def run_ab(suite_paths: Sequence[str], cases: Sequence[Case], sides: dict[str, S
         for proc in procs.values():
             proc.wait_ready()
         observer.started(result.run_dirs, len(cases))
-        _interleave(cases, procs, options, result, observer, started)
+        _interleave(cases, procs, options, stop, result, observer, started)
         status = "complete"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -355,9 +355,10 @@ def run_ab(suite_paths: Sequence[str], cases: Sequence[Case], sides: dict[str, S
 
 
 def _interleave(cases: Sequence[Case], procs: dict[str, SideProcess], options: ABOptions,
-                result: ABResult, observer: ABObserver, started: float) -> None:
-    medians: dict[str, dict[str, list[float]]] = {c.case_id: {s: [] for s in SIDES}
-                                                  for c in cases}
+                stop: StopRule | None, result: ABResult, observer: ABObserver,
+                started: float) -> None:
+    pairs: dict[str, dict[str, list[Record]]] = {c.case_id: {s: [] for s in SIDES}
+                                                 for c in cases}
     open_cases = list(cases)
     pair_s: dict[str, float] = {}  # case_id -> how long its last pair took
     for pair in range(options.max_pairs):
@@ -375,7 +376,7 @@ def _interleave(cases: Sequence[Case], procs: dict[str, SideProcess], options: A
             for label in SIDES:
                 result.records[label].append(records[label])
             result.pairs[case.case_id] = pair + 1
-            state = _after_pair(case, records, medians[case.case_id], options)
+            state = _after_pair(case, records, pairs[case.case_id], options, stop)
             if state is not None:
                 result.stopped[case.case_id] = state
                 open_cases.remove(case)
@@ -386,20 +387,17 @@ def _interleave(cases: Sequence[Case], procs: dict[str, SideProcess], options: A
         result.stopped[case.case_id] = "max_pairs"
 
 
-def _after_pair(case: Case, records: dict[str, Record], medians: dict[str, list[float]],
-                options: ABOptions) -> str | None:
-    """Add the pair's medians; the case's stop state ("failed" when a side did not give
-    samples: there is nothing to pair, and the gate reports the status)."""
+def _after_pair(case: Case, records: dict[str, Record], pairs: dict[str, list[Record]],
+                options: ABOptions, stop: StopRule | None) -> str | None:
+    """Add the pair; the case's stop state ("failed" when a side did not give samples:
+    there is nothing to pair, and the gate reports the status)."""
     if any(r.status != "ok" or not r.samples_ns for r in records.values()):
         return "failed"
     for label in SIDES:
-        medians[label].append(worker_time(records[label].samples_ns, options.quantile))
-    threshold = threshold_for(metric_specs()[TIMING_METRIC], case.name, case.case_id,
-                              options.thresholds)
-    if threshold is None:
-        return "same" if len(medians["baseline"]) >= options.min_pairs else None
-    return stop_state(medians["baseline"], medians["candidate"], threshold,
-                      min_pairs=options.min_pairs, method=options.method)
+        pairs[label].append(records[label])
+    if stop is None or len(pairs["baseline"]) < options.min_pairs:
+        return None
+    return stop(case, pairs["baseline"], pairs["candidate"])
 
 
 def _over_budget(options: ABOptions, started: float, expected_s: float) -> bool:

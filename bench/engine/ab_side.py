@@ -37,9 +37,10 @@ def main() -> int:
 
 
 def serve(inbox: IO[str], outbox: IO[str]) -> int:
-    from bench import __version__, suite_file
+    from bench import __version__
+    from bench.engine.runner import RunOptions, RunSession
     from bench.errors import BenchError
-    from bench.runner import RunOptions, RunSession
+    from bench.suite.loader import load
 
     def send(message: dict[str, Any]) -> None:
         outbox.write(json.dumps(message) + "\n")
@@ -47,7 +48,7 @@ def serve(inbox: IO[str], outbox: IO[str]) -> int:
 
     try:
         config = json.loads(inbox.readline() or "{}")
-        suites = [suite_file.load(path, axis_overrides=config.get("device") and
+        suites = [load(path, axis_overrides=config.get("device") and
                                   {"device": config["device"]},
                                   settings_overrides=config.get("settings") or {})
                   for path in config["suites"]]

@@ -28,7 +28,11 @@ from typing import Literal
 
 import numpy as np
 
-from bench.significance import ShiftTest
+from bench.errors import CompareError
+from bench.gate.significance import ShiftTest
+from bench.gate.thresholds import TIMING_METRIC, ThresholdRule, metric_specs, threshold_for
+from bench.results.record import Record
+from bench.suite.spec import Case
 
 PAIRED_TESTS = ("t", "wilcoxon")
 #: What each worker brings to its pair: this percentile of its samples. Interference on a busy
@@ -208,6 +212,35 @@ def mde_from_interval(ratio_low: float, ratio_high: float, confidence: float, al
 
 
 # ---- adaptive stop --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AdaptiveStop:
+    """The A/B engine's stop rule (`bench.engine.ab.StopRule`): each worker by its
+    `quantile` time, the case's timing threshold from the gate's rules, `stop_state`."""
+
+    thresholds: tuple[ThresholdRule, ...] = ()
+    method: str = "t"
+    quantile: float = PAIR_QUANTILE
+    min_pairs: int = MIN_PAIRS
+
+    def __post_init__(self) -> None:
+        if self.method not in PAIRED_TESTS:
+            raise CompareError(f'paired test "{self.method}" is unknown; use one of '
+                               f"{PAIRED_TESTS}")
+        if not 0 <= self.quantile <= 100:
+            raise CompareError(f"pair quantile {self.quantile:g} must be a percentile, 0 to "
+                               "100 (10 by default, 50 for the median)")
+
+    def __call__(self, case: Case, baseline: Sequence[Record],
+                 candidate: Sequence[Record]) -> StopState:
+        threshold = threshold_for(metric_specs()[TIMING_METRIC], case.name, case.case_id,
+                                  self.thresholds)
+        if threshold is None:  # timing not gated for this case: its minimum is enough
+            return "same" if len(baseline) >= self.min_pairs else None
+        return stop_state([worker_time(r.samples_ns, self.quantile) for r in baseline],
+                          [worker_time(r.samples_ns, self.quantile) for r in candidate],
+                          threshold, min_pairs=self.min_pairs, method=self.method)
+
+
 def stop_state(baseline: Samples, candidate: Samples, threshold_pct: float, *,
                min_pairs: int = MIN_PAIRS, confidence: float = STOP_CONFIDENCE,
                method: str = "t") -> StopState:
