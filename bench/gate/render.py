@@ -54,8 +54,9 @@ def settings_line(comparison: Comparison) -> str:
     rules = ", ".join(comparison.thresholds) or "defaults (timing 5%, memory 10%, exact 0)"
     tests = {v.test for v in comparison.verdicts if v.kind == "timing"}
     quantile = comparison.pair_quantile
+    worker = "median" if quantile in (None, 50) else f"p{quantile:g}"
     names = {"paired": "paired test on the log-ratios of side-by-side pairs (A/B run; each "
-                       f"worker's {'median' if quantile == 50 else f'p{quantile:g}'} time)",
+                       f"worker's {worker} time)",
              "repeats": "Welch t on log per-repeat medians",
              "samples": "one-sided Mann–Whitney U on the samples"}
     used = "; ".join(names[t] for t in sorted(tests) if t in names) or names["samples"]
