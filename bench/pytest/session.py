@@ -25,7 +25,7 @@ from bench.pytest.items import CaseItem, GateFailure
 from bench.results.baselines import baselines_dir, resolve
 from bench.results.pytest_benchmark import export
 from bench.results.record import Record
-from bench.results.store import RunData
+from bench.results.store import RunData, write_json_atomic
 from bench.suite.overrides import parse_settings
 from bench.suite.spec import Case
 
@@ -111,6 +111,11 @@ class PluginState:
             if self.fixture_records:
                 self.fixture_comparison = self._compare(self.fixture_records, suite=False)
             self._summarise()
+            if self.suite_comparison is not None:
+                # What the gate decided, beside the run it decided on: `archbench compare
+                # BASELINE RUN_DIR --json` on the same folders gives these verdicts.
+                write_json_atomic(self.run.run_dir / "comparison.json",
+                                  self.suite_comparison.to_dict())
             fixture_regressed = (self.fixture_comparison is not None
                                  and self.fixture_comparison.has_regression)
             failed = self.fail_on_regression and (fixture_regressed or
@@ -166,8 +171,13 @@ class PluginState:
             raise GateFailure(regression_message(item.name, regressed, self.suite_comparison))
 
     def _compare(self, records: Sequence[Record], *, suite: bool) -> Comparison | None:
+        """The gate on these cases, from their per-repeat records as this run stored them:
+        the same input `archbench compare` reads from the run folder, so both give one
+        answer."""
         assert self.baseline is not None and self.run is not None
-        candidate = RunData(records=tuple(records), env=self.run.meta.get("env"),
+        wanted = {r.case_id for r in records}
+        raw = tuple(r for r in self.run.records if r.case_id in wanted)
+        candidate = RunData(records=raw, env=self.run.meta.get("env"),
                             label=f"this session ({self.run.run_id})", path=self.run.run_dir)
         try:
             return compare_runs(self.baseline, candidate, self.options)
@@ -188,7 +198,8 @@ class PluginState:
             elif comparison is not None:
                 self.lines.append(f"archbench: {title} vs {comparison.baseline_label}: "
                                   f"{compare_output.headline(comparison)}")
-                for line in compare_output.env_lines(comparison):
+                for line in (*compare_output.env_lines(comparison),
+                             *compare_output.inconclusive_lines(comparison)):
                     self.lines.append(f"  warning: {line}")
                 for row in comparison.regressions:
                     self.lines.append("  " + describe_row(row))
