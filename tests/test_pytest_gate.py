@@ -124,3 +124,54 @@ def test_pytest_gate_and_compare_agree_on_the_same_folders(pytester, capsys) -> 
     assert [{k: v[k] for k in keys} for v in from_pytest["verdicts"]] == \
         [{k: v[k] for k in keys} for v in from_cli["verdicts"]]
     assert {v["test"] for v in from_cli["verdicts"] if v["kind"] == "timing"} == {"repeats"}
+
+
+AB_MODEL = """\
+import torch
+
+
+def factory(case):
+    return torch.nn.Linear({width}, {width}), lambda batch: torch.randn(batch, {width})
+"""
+
+AB_SUITE = """
+[suite]
+name = "ab"
+[settings]
+warmup_iters = 1
+warmup_time_s = 0.0
+min_samples = 5
+min_time_s = 0.0
+max_time_s = 0.05
+timeout_s = 60
+[[sweep]]
+model = "ab_models.py:factory"
+batch_size = [1]
+"""
+
+
+@pytest.mark.slow
+def test_archbench_ab_measures_the_baseline_revision_in_the_session(pytester) -> None:
+    """`pytest --archbench-ab HEAD~1`: the previous commit's model is measured beside this
+    one, pair by pair; its (exact) parameter regression fails the item."""
+    import json
+    import subprocess
+
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(pytester.path)]
+    subprocess.run(["git", "init", "-q", str(pytester.path)], check=True)
+    pytester.makefile(".toml", ab=AB_SUITE)
+    for width in (8, 16):
+        (pytester.path / "ab_models.py").write_text(AB_MODEL.format(width=width))
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-qm", f"w{width}"], check=True)
+    out = pytester.path / "abrun"
+    result = pytester.runpytest("ab.toml", "--archbench-ab", "HEAD~1", "--archbench-fail",
+                                "timing=off", "--archbench-out", str(out), "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    assert "archbench: A/B run of 1 case(s) against HEAD~1" in text
+    assert "params_total 72 → 272" in text
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["cases_compared"] == 1
+    for side in ("baseline", "candidate"):
+        assert (out / side / "results.jsonl").is_file()
