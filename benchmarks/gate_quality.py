@@ -305,6 +305,9 @@ def ab_main() -> None:
     parser.add_argument("--s5", type=int, default=4, help="5%% slowdown trials (both gates)")
     parser.add_argument("--s10", type=int, default=3, help="10%% slowdown trials (both gates)")
     parser.add_argument("--threshold", default="3%", help="ab's timing threshold")
+    parser.add_argument("--budget", type=float, metavar="SECONDS",
+                        help="run no today's gate; give every ab trial this budget (e.g. the "
+                             "median today's wall time of an earlier session's run)")
     parser.add_argument("--keep", type=Path, help="folder for the sides and run folders")
     parser.add_argument("--analyse", type=Path, metavar="DIR",
                         help="only recompute the verdicts from a kept folder")
@@ -327,11 +330,12 @@ def ab_main() -> None:
             trial.mkdir()
             entry: dict[str, Any] = {"dir": trial.name, "kind": kind,
                                      "load1": os.getloadavg()[0]}
-            with_today = i < args.s5 + args.s10 + args.aa_today
+            with_today = i < args.s5 + args.s10 + args.aa_today and args.budget is None
             budgets = [t["budget_s"] for t in plan["trials"] if t.get("today_s")]
             if with_today and i % 2 == 0:
                 entry["today_s"] = today_trial(folder, trial, AB_KINDS[kind])
-            budget = entry.get("today_s") or (statistics.median(budgets) if budgets else 60.0)
+            budget = entry.get("today_s") or args.budget or (
+                statistics.median(budgets) if budgets else 60.0)
             if with_today and i % 2 == 1:  # the other order: ab first, on the last budget
                 budget = statistics.median(budgets) if budgets else 60.0
             entry["budget_s"] = budget
@@ -391,12 +395,17 @@ def analyse(folder: Path, plan: dict[str, Any]) -> dict[str, Any]:
     summary["wall_s"] = {"today": [round(w[0], 1) for w in walls if w[0]],
                          "ab": [round(w[1], 1) for w in walls],
                          "ab_budget": [round(w[2], 1) for w in walls]}
-    by_k: dict[int, list[float]] = {}
+    by_case: dict[str, dict[int, list[tuple[float, float]]]] = {}
     for item in shrink:
         if item["mde_pct"] is not None:
-            by_k.setdefault(item["pairs"], []).append(item["mde_pct"])
-    summary["mde_pct_median_by_pairs"] = {k: round(statistics.median(v), 2)
-                                          for k, v in sorted(by_k.items())}
+            by_case.setdefault(item["case"], {}).setdefault(item["pairs"], []).append(
+                (item["mde_pct"], item["worker_s"]))
+    # Per case: the median MDE over trials after k pairs, and the worker seconds k pairs took.
+    summary["mde_by_case_and_pairs"] = {
+        case: {k: {"mde_pct": round(statistics.median(m for m, _ in v), 2),
+                   "worker_s": round(statistics.median(t for _, t in v), 1), "trials": len(v)}
+               for k, v in sorted(ks.items())}
+        for case, ks in sorted(by_case.items())}
     return {"plan": plan, "rows": rows, "mde_by_pairs": shrink, "summary": summary}
 
 

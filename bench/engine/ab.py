@@ -203,15 +203,26 @@ def side_paths(side: Side, suite_paths: Sequence[str]) -> tuple[Path, list[str]]
 
 
 # ---- the side process -----------------------------------------------------------------------
-class SideProcess:
-    """The parent's handle on one side process (see `bench.engine.ab_side`)."""
+class SideServer:
+    """The parent's handle on one side process (see `bench.engine.ab_side`), which serves
+    one side or — when both run on this interpreter — both: their workers then fork from one
+    forkserver. Two forkservers differ in memory layout (and in which pages got huge pages)
+    for the whole run, which on a small case showed as a constant 3-4% between two sides
+    running identical code; a shared forkserver makes both sides' workers alike."""
 
-    def __init__(self, side: Side, config: dict[str, Any], log_path: Path) -> None:
-        self.side = side
-        cwd, search = side_paths(side, config["suites"])
-        self.config = {**config, "search_path": search}
+    def __init__(self, sides: list[Side], configs: dict[str, dict[str, Any]],
+                 log_path: Path) -> None:
+        self.sides = {side.label: side for side in sides}
+        self.configs: dict[str, dict[str, Any]] = {}
+        cwd = Path.cwd()
+        for side in sides:
+            side_cwd, search = side_paths(side, configs[side.label]["suites"])
+            self.configs[side.label] = {**configs[side.label], "search_path": search}
+            if len(sides) == 1:
+                cwd = side_cwd
+        first = sides[0]
         env = dict(os.environ)
-        if side.kind != "python":
+        if first.kind != "python":
             # The harness is this archbench (the code under test is only what the suite's
             # models import from the side's folders).
             harness = str(Path(__file__).resolve().parents[2])
@@ -220,25 +231,27 @@ class SideProcess:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
         try:
-            self.proc = subprocess.Popen([side.python, "-P", "-m", "bench.engine.ab_side"],
+            self.proc = subprocess.Popen([first.python, "-P", "-m", "bench.engine.ab_side"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=self._log, cwd=cwd, env=env, text=True,
                                          bufsize=1)
         except OSError as exc:
             self._log.close()
-            raise ABError(f"--{side.label} {side.spec}: cannot start {side.python}: "
+            raise ABError(f"--{first.label} {first.spec}: cannot start {first.python}: "
                           f"{exc.strerror}") from None
-        self.ready: dict[str, Any] = {}
+
+    @property
+    def what(self) -> str:
+        return " and ".join(f"the {s.label} side ({s.describe()})" for s in self.sides.values())
 
     def start(self) -> None:
-        self._send(self.config)
+        self._send({"sides": self.configs})
 
     def wait_ready(self) -> dict[str, Any]:
-        self.ready = self._receive("start")
-        return self.ready
+        return self._receive("start")
 
-    def run(self, case_id: str, repeat: int) -> Record:
-        self._send({"op": "run", "case_id": case_id, "repeat": repeat})
+    def run(self, label: str, case_id: str, repeat: int) -> Record:
+        self._send({"op": "run", "side": label, "case_id": case_id, "repeat": repeat})
         return Record.from_dict(self._receive(f"case {case_id}")["record"])
 
     def close(self, status: str) -> None:
@@ -268,19 +281,24 @@ class SideProcess:
             raise self._ended(what)
         message = json.loads(line)
         if "error" in message:
-            raise ABError(f"the {self.side.label} side ({self.side.describe()}): "
-                          f"{message['error']}")
+            raise ABError(f"{self.what}: {message['error']}")
         return dict(message)
-
 
     def _ended(self, what: str) -> ABError:
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-        return ABError(f"the {self.side.label} side ({self.side.describe()}) ended during "
-                       f"{what} (exit code {self.proc.returncode}); its log: "
-                       f"{self.log_path}{_no_archbench_hint(self.log_path)}")
+        return ABError(f"{self.what} ended during {what} (exit code "
+                       f"{self.proc.returncode}); its log: {self.log_path}"
+                       f"{_no_archbench_hint(self.log_path)}")
+
+
+def servers_for(sides: dict[str, Side]) -> list[list[Side]]:
+    """Which sides share a side process: those on this interpreter (revisions, folders)
+    share one; an interpreter side has its own."""
+    here = [s for s in sides.values() if s.kind != "python"]
+    return ([here] if here else []) + [[s] for s in sides.values() if s.kind == "python"]
 
 
 def _no_archbench_hint(log: Path) -> str:
@@ -323,20 +341,26 @@ def run_ab(suite_paths: Sequence[str], cases: Sequence[Case], sides: dict[str, S
                          for label, s in sides.items()}}
     started = time.monotonic()
     result = ABResult(run_dirs={s: out / s for s in SIDES}, sides=dict(sides))
-    procs: dict[str, SideProcess] = {}
+    servers: list[SideServer] = []
+    procs: dict[str, SideServer] = {}
     status = "failed"
     try:
-        for label in SIDES:
-            config = {"suites": [str(Path(p).resolve()) for p in suite_paths],
-                      "settings": settings or {}, "device": list(device) if device else None,
-                      "case_ids": [c.case_id for c in cases], "out": str(out / label),
-                      "isolation": options.isolation, "command": list(options.command),
-                      "ab": {**ab_meta, "side": label}}
-            procs[label] = SideProcess(sides[label], config, out / f"{label}-side.log")
-        for proc in procs.values():  # both sides start their forkservers at the same time
-            proc.start()
-        for proc in procs.values():
-            proc.wait_ready()
+        configs = {label: {"suites": [str(Path(p).resolve()) for p in suite_paths],
+                           "settings": settings or {},
+                           "device": list(device) if device else None,
+                           "case_ids": [c.case_id for c in cases], "out": str(out / label),
+                           "isolation": options.isolation, "command": list(options.command),
+                           "ab": {**ab_meta, "side": label}} for label in SIDES}
+        for group in servers_for(sides):
+            name = "-".join(s.label for s in group)
+            server = SideServer(group, {s.label: configs[s.label] for s in group},
+                                out / f"{name}-side.log")
+            servers.append(server)
+            procs.update({s.label: server for s in group})
+        for server in servers:  # separate side processes start at the same time
+            server.start()
+        for server in servers:
+            server.wait_ready()
         observer.started(result.run_dirs, len(cases))
         _interleave(cases, procs, options, stop, result, observer, started)
         status = "complete"
@@ -344,8 +368,8 @@ def run_ab(suite_paths: Sequence[str], cases: Sequence[Case], sides: dict[str, S
         status = "interrupted"
         raise
     finally:
-        for proc in procs.values():
-            proc.close(status)
+        for server in servers:
+            server.close(status)
         result.wall_s = time.monotonic() - started
         (out / "ab.json").write_text(json.dumps(
             {**ab_meta, "status": status, "wall_s": result.wall_s, "stopped": result.stopped,
@@ -354,7 +378,7 @@ def run_ab(suite_paths: Sequence[str], cases: Sequence[Case], sides: dict[str, S
     return result
 
 
-def _interleave(cases: Sequence[Case], procs: dict[str, SideProcess], options: ABOptions,
+def _interleave(cases: Sequence[Case], procs: dict[str, SideServer], options: ABOptions,
                 stop: StopRule | None, result: ABResult, observer: ABObserver,
                 started: float) -> None:
     pairs: dict[str, dict[str, list[Record]]] = {c.case_id: {s: [] for s in SIDES}
@@ -371,7 +395,7 @@ def _interleave(cases: Sequence[Case], procs: dict[str, SideProcess], options: A
                 return
             order = pair_orders(pair + 1, f"{options.seed}:{case.case_id}")[pair]
             t0 = time.monotonic()
-            records = {label: procs[label].run(case.case_id, pair) for label in order}
+            records = {label: procs[label].run(label, case.case_id, pair) for label in order}
             pair_s[case.case_id] = time.monotonic() - t0
             for label in SIDES:
                 result.records[label].append(records[label])

@@ -1,15 +1,16 @@
 """One side of an A/B run: a process that measures cases on request into its own run folder.
 
-`python -P -m bench.engine.ab_side` is started by `bench.engine.ab` once per side, with that
-side's interpreter, working directory and import path, so its forkserver (and every worker
-forked from it) imports only that side's code: another torch, another checkout of the user's
-models. The parent drives it over stdin/stdout, one JSON object a line:
+`python -P -m bench.engine.ab_side` is started by `bench.engine.ab` with a side's
+interpreter, so its forkserver (and every worker forked from it) has only that interpreter's
+packages; each side's workers look the suite's models up on that side's own search path.
+Sides on the same interpreter (revisions, folders) share one process, so their workers fork
+from one forkserver. The parent drives it over stdin/stdout, one JSON object a line:
 
-    parent -> side   {"suites": [...], "settings": {...}, "device": [...] | null,
+    parent -> side   {"sides": {LABEL: {"suites": [...], "settings": {...}, "device": ...,
                       "case_ids": [...], "out": RUN_DIR, "search_path": [...],
-                      "isolation": "forkserver", "command": [...], "ab": {...}}
-    side -> parent   {"ready": true, "run_dir": ..., "env": {...}, "version": ...}
-    parent -> side   {"op": "run", "case_id": ..., "repeat": k}
+                      "isolation": "forkserver", "command": [...], "ab": {...}}, ...}}
+    side -> parent   {"ready": true, "sides": {LABEL: {"run_dir": ..., "env": ...}}, ...}
+    parent -> side   {"op": "run", "side": LABEL, "case_id": ..., "repeat": k}
     side -> parent   {"record": {...}}
     parent -> side   {"op": "close", "status": "complete"}
 
@@ -41,6 +42,7 @@ def serve(inbox: IO[str], outbox: IO[str]) -> int:
     from bench.engine.runner import RunOptions, RunSession
     from bench.errors import BenchError
     from bench.suite.loader import load
+    from bench.suite.spec import Case
 
     def send(message: dict[str, Any]) -> None:
         outbox.write(json.dumps(message) + "\n")
@@ -48,28 +50,33 @@ def serve(inbox: IO[str], outbox: IO[str]) -> int:
 
     try:
         config = json.loads(inbox.readline() or "{}")
-        suites = [load(path, axis_overrides=config.get("device") and
-                                  {"device": config["device"]},
-                                  settings_overrides=config.get("settings") or {})
-                  for path in config["suites"]]
-        by_id = {c.case_id: c for s in suites for c in s.cases}
-        missing = [cid for cid in config["case_ids"] if cid not in by_id]
-        if missing:
-            raise BenchError(f"this side's archbench expands the suite into other cases "
-                             f"({len(missing)} case id(s) unknown here); both sides need "
-                             "the same archbench version")
-        cases = [by_id[cid] for cid in config["case_ids"]]
-        session = RunSession(suites, cases, RunOptions(
-            out=Path(config["out"]), isolation=config.get("isolation", "forkserver"),
-            command=list(config.get("command") or [])))
+        sessions: dict[str, RunSession] = {}
+        by_id: dict[str, Case] = {}
+        for label, side in config["sides"].items():
+            suites = [load(path, axis_overrides=side.get("device") and
+                           {"device": side["device"]},
+                           settings_overrides=side.get("settings") or {})
+                      for path in side["suites"]]
+            by_id = {c.case_id: c for s in suites for c in s.cases}
+            missing = [cid for cid in side["case_ids"] if cid not in by_id]
+            if missing:
+                raise BenchError(f"this side's archbench expands the suite into other cases "
+                                 f"({len(missing)} case id(s) unknown here); both sides need "
+                                 "the same archbench version")
+            cases = [by_id[cid] for cid in side["case_ids"]]
+            # One process, one forkserver: every session here forks its workers from it.
+            session = RunSession(suites, cases, RunOptions(
+                out=Path(side["out"]), isolation=side.get("isolation", "forkserver"),
+                command=list(side.get("command") or [])))
+            session.search_path = list(side["search_path"])
+            session.meta["ab"] = side.get("ab") or {}
+            session.store.write_run(session.meta)
+            sessions[label] = session
     except BenchError as exc:
         send({"error": str(exc), "kind": "BenchError"})
         return 2
-    session.search_path = list(config["search_path"])
-    session.meta["ab"] = config.get("ab") or {}
-    session.store.write_run(session.meta)
-    send({"ready": True, "run_dir": str(session.run_dir), "env": session.meta["env"],
-          "version": __version__})
+    send({"ready": True, "sides": {label: {"run_dir": str(s.run_dir), "env": s.meta["env"]}
+                                   for label, s in sessions.items()}, "version": __version__})
     status = "interrupted"
     try:
         for line in inbox:
@@ -77,10 +84,12 @@ def serve(inbox: IO[str], outbox: IO[str]) -> int:
             if request.get("op") == "close":
                 status = str(request.get("status", "complete"))
                 break
-            record = session.run_case(by_id[request["case_id"]], int(request["repeat"]))
+            record = sessions[request["side"]].run_case(by_id[request["case_id"]],
+                                                        int(request["repeat"]))
             send({"record": record.to_dict()})
     finally:
-        session.close(status)
+        for session in sessions.values():
+            session.close(status)
     return 0
 
 
