@@ -1,0 +1,205 @@
+"""What can be asked of a run: objectives, metrics, their units and directions. Pure.
+
+A metric is a column of `bench.load()` (or one derived here from its columns), known by the
+unit its name ends in (`_ms`, `_bytes`, `_j`, ...). Timing quantiles (`median_ms`, `p99_ms`,
+any `pNN_ms`) and throughput come with distribution-free confidence intervals from the raw
+samples; every other metric is one measured value per case.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError, did_you_mean, one_of
+
+
+class DecideError(BenchError):
+    """A question the run cannot answer as asked: an unknown metric, one the run did not
+    collect, a unit that does not parse."""
+
+
+#: The objectives `best` ranks by, and the column each reads.
+OBJECTIVES: dict[str, str] = {
+    "median_ms": "median_ms",
+    "p99_ms": "p99_ms",
+    "throughput": "throughput_items_s",
+    "energy_per_item": "energy_per_item_j",
+    "peak_memory": "peak_memory_bytes",
+}
+
+#: Short names a constraint may use for a column.
+ALIASES: dict[str, str] = {
+    **{k: v for k, v in OBJECTIVES.items() if k != v},
+    "memory_above_runtime": "memory_above_runtime_bytes",
+    "top1": "fidelity_top1_agreement",
+}
+
+#: Metrics where more is better (everything else: less is better).
+HIGHER_IS_BETTER = frozenset({
+    "throughput_items_s", "fidelity_cosine", "fidelity_top1_agreement", "achieved_flops_s",
+})
+
+#: Columns of `load()` that are not metrics a question can be about.
+NOT_METRICS = frozenset({
+    "depth", "width", "features", "image_size", "seq_len", "classes", "batch_size",
+    "prune_ratio", "repeats", "block_size", "warmup_iters", "threads", "target_ci",
+    "duration_s", "measure_s", "n_samples", "repeat_cv", "noise", "ci_rel",
+})
+
+_QUANTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)_ms$")
+
+#: Units a constraint's value may carry, by dimension: factor to the metric's own unit.
+_TIME_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0}
+_BYTES = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+          "KiB": 2 ** 10, "MiB": 2 ** 20, "GiB": 2 ** 30, "TiB": 2 ** 40}
+_ENERGY_J = {"J": 1.0, "mJ": 1e-3, "uJ": 1e-6, "µJ": 1e-6, "kJ": 1e3}
+_POWER_W = {"W": 1.0, "mW": 1e-3, "kW": 1e3}
+_RATE = {"/s": 1.0, "items/s": 1.0, "k/s": 1e3, "M/s": 1e6}
+_RATIO = {"%": 0.01}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric a question is about.
+
+    `quantile` is set for timing quantiles read from the raw samples; `per_item_rate` for
+    throughput (batch / median latency), whose interval is the median's, inverted.
+    """
+
+    name: str
+    higher_is_better: bool
+    units: tuple[tuple[str, float], ...]
+    unit: str
+    quantile: float | None = None
+    per_item_rate: bool = False
+
+    @property
+    def has_interval(self) -> bool:
+        return self.quantile is not None or self.per_item_rate
+
+    def scale(self, unit: str) -> float:
+        """The factor turning a value in `unit` into this metric's own unit."""
+        if not unit:
+            return 1.0
+        table = dict(self.units)
+        if unit in table:
+            return table[unit]
+        lower = {k.lower(): v for k, v in table.items()}
+        if unit.lower() in lower and not _is_bytes(self):  # 5MS is 5 ms; 5mb is not 5 MB
+            return lower[unit.lower()]
+        allowed = one_of(list(table)) if table else "no unit"
+        raise DecideError(f'unit "{unit}" does not parse for {self.name} (in {self.unit}); '
+                          f"use {allowed}{did_you_mean(unit, table)}")
+
+
+def _is_bytes(metric: Metric) -> bool:
+    return metric.name.endswith("_bytes")
+
+
+def _units_of(name: str) -> tuple[tuple[tuple[str, float], ...], str]:
+    """The units a value for `name` may carry (factor to the metric's unit) and that unit."""
+    def relative(table: dict[str, float], base: float) -> tuple[tuple[str, float], ...]:
+        return tuple((k, v / base) for k, v in table.items())
+
+    if name.endswith("_items_s") or name.endswith("_flops_s"):
+        return relative(_RATE, 1.0), "per second"
+    if name.endswith("_ms"):
+        return relative(_TIME_S, 1e-3), "ms"
+    if name.endswith("_s"):
+        return relative(_TIME_S, 1.0), "s"
+    if name.endswith("_bytes"):
+        return relative(_BYTES, 1.0), "bytes"
+    if name.endswith("_j"):
+        return relative(_ENERGY_J, 1.0), "J"
+    if name.endswith("_w"):
+        return relative(_POWER_W, 1.0), "W"
+    if name.startswith("fidelity_") or name.endswith("_agreement"):
+        return relative(_RATIO, 1.0), "a fraction"
+    return (), "its own unit"
+
+
+def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with the derived memory columns a question can use.
+
+    - `peak_memory_bytes`: the case's peak on its device — on CUDA the allocator's reserved
+      peak over all phases (`cuda_max_reserved_*_bytes`), elsewhere the process's peak RSS.
+    - `memory_above_runtime_bytes`: peak RSS less the worker's RSS just before the model was
+      built (`rss_before_build_bytes`: Python, torch and the harness, loaded and idle), i.e.
+      what the model, its input and its transforms added above the runtime's own footprint.
+    """
+    out = frame.copy()
+    rss = _numeric(out, "peak_rss_bytes")
+    reserved = [c for c in out.columns
+                if c.startswith("cuda_max_reserved_") and c.endswith("_bytes")]
+    device_peak = (out[reserved].apply(pd.to_numeric, errors="coerce").max(axis=1)
+                   if reserved else pd.Series(np.nan, index=out.index))
+    on_cuda = out.get("device", pd.Series("cpu", index=out.index)).astype(str) \
+        .str.startswith("cuda")
+    out["peak_memory_bytes"] = device_peak.where(on_cuda, rss)
+    out["memory_above_runtime_bytes"] = rss - _numeric(out, "rss_before_build_bytes")
+    return out
+
+
+def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame.columns:
+        return pd.Series(np.nan, index=frame.index, dtype="float64")
+    return pd.to_numeric(frame[column], errors="coerce").astype("float64")
+
+
+def available(frame: pd.DataFrame) -> list[str]:
+    """Metrics the frame has values for, in column order."""
+    out = []
+    for column in frame.columns:
+        if column in NOT_METRICS or column in ("samples_ms",):
+            continue
+        values = frame[column]
+        if values.dtype == object or pd.api.types.is_bool_dtype(values.dtype):
+            continue
+        if pd.api.types.is_numeric_dtype(values.dtype) and values.notna().any():
+            out.append(column)
+    return out
+
+
+def resolve(name: str, frame: pd.DataFrame, *, what: str = "metric") -> Metric:
+    """The metric `name` (a column, an alias or a `pNN_ms` quantile) on this frame.
+
+    Unknown names and metrics the run did not collect are errors listing what is there.
+    """
+    column = ALIASES.get(name, name)
+    match = _QUANTILE.match(column)
+    has_samples = "samples_ms" in frame.columns and frame["samples_ms"].notna().any()
+    metrics = available(frame)
+    if match and has_samples:
+        quantile = 0.5 if column == "median_ms" else float(match.group(1)) / 100
+        if not 0 < quantile < 1:
+            raise DecideError(f"{what} {name!r}: a percentile lies between p0 and p100")
+    elif column == "median_ms" and has_samples:
+        quantile = 0.5
+    else:
+        quantile = None
+    if quantile is None and column not in metrics:
+        listing = ", ".join(sorted(set(metrics) | {k for k in ALIASES if ALIASES[k] in metrics}))
+        if column in frame.columns or column in ("peak_memory_bytes", "throughput_items_s",
+                                                 "energy_per_item_j",
+                                                 "memory_above_runtime_bytes") \
+                or _QUANTILE.match(column) or column == "median_ms":
+            raise DecideError(f"{what} {name!r}: this run did not collect it (no case has a "
+                              f"value); the run has: {listing}")
+        raise DecideError(f"unknown {what} {name!r}{did_you_mean(column, [*metrics, *ALIASES])};"
+                          f" the run has: {listing}")
+    units, unit = _units_of(column)
+    return Metric(name=column, higher_is_better=column in HIGHER_IS_BETTER, units=units,
+                  unit=unit, quantile=quantile,
+                  per_item_rate=column == "throughput_items_s" and has_samples)
+
+
+def objective(name: str, frame: pd.DataFrame) -> Metric:
+    """An objective: one of OBJECTIVES (or any metric column with a known direction)."""
+    if name not in OBJECTIVES and ALIASES.get(name, name) not in OBJECTIVES.values():
+        raise DecideError(f"unknown objective {name!r}{did_you_mean(name, OBJECTIVES)}; "
+                          f"objectives are {one_of(OBJECTIVES)}")
+    return resolve(OBJECTIVES.get(name, name), frame, what="objective")
