@@ -280,12 +280,12 @@ def _with_ties(ranking: pd.DataFrame, ok: pd.DataFrame, samples: list[np.ndarray
                target: Metric, confidence: float) -> pd.DataFrame:
     """`rank` (tied cases share their leader's) and `tied_with`: each candidate is compared
     with the leader of the rank above it; the first it differs from starts a new rank."""
-    out = ranking.reset_index().rename(columns={"index": "_row"})
+    out = ranking.reset_index().rename(columns={"index": "src_row"})
     ranks: list[int] = []
     tied_with: list[str | None] = []
     leader: int | None = None
     for position, row in enumerate(out.itertuples(index=False)):
-        if leader is not None and _tied(samples[out["_row"][leader]], samples[row._row],
+        if leader is not None and _tied(samples[out["src_row"][leader]], samples[row.src_row],
                                         out.loc[leader], out.loc[position], target,
                                         confidence):
             ranks.append(ranks[leader])
@@ -297,7 +297,7 @@ def _with_ties(ranking: pd.DataFrame, ok: pd.DataFrame, samples: list[np.ndarray
     out.insert(0, "rank", ranks)
     out["tied_with"] = tied_with
     out["tied"] = pd.Series(ranks).duplicated(keep=False).to_numpy()
-    return out.drop(columns="_row")
+    return out.drop(columns="src_row")
 
 
 def _tied(a: np.ndarray, b: np.ndarray, row_a: pd.Series, row_b: pd.Series, target: Metric,

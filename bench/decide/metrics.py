@@ -177,8 +177,8 @@ def resolve(name: str, frame: pd.DataFrame, *, what: str = "metric") -> Metric:
         quantile = 0.5 if column == "median_ms" else float(match.group(1)) / 100
         if not 0 < quantile < 1:
             raise DecideError(f"{what} {name!r}: a percentile lies between p0 and p100")
-    elif column == "median_ms" and has_samples:
-        quantile = 0.5
+    elif column in ("median_ms", "throughput_items_s") and has_samples:
+        quantile = 0.5  # throughput is batch / median: the median's interval, inverted
     else:
         quantile = None
     if quantile is None and column not in metrics:
