@@ -183,18 +183,21 @@ def resolve(name: str, frame: pd.DataFrame, *, what: str = "metric") -> Metric:
         quantile = None
     if quantile is None and column not in metrics:
         listing = ", ".join(sorted(set(metrics) | {k for k in ALIASES if ALIASES[k] in metrics}))
-        if column in frame.columns or column in ("peak_memory_bytes", "throughput_items_s",
-                                                 "energy_per_item_j",
-                                                 "memory_above_runtime_bytes") \
-                or _QUANTILE.match(column) or column == "median_ms":
+        hint = did_you_mean(column, [*metrics, *ALIASES])
+        if column in frame.columns or _looks_like_metric(column):
             raise DecideError(f"{what} {name!r}: this run did not collect it (no case has a "
-                              f"value); the run has: {listing}")
-        raise DecideError(f"unknown {what} {name!r}{did_you_mean(column, [*metrics, *ALIASES])};"
-                          f" the run has: {listing}")
+                              f"value){hint}; the run has: {listing}")
+        raise DecideError(f"unknown {what} {name!r}{hint}; the run has: {listing}")
     units, unit = _units_of(column)
     return Metric(name=column, higher_is_better=column in HIGHER_IS_BETTER, units=units,
                   unit=unit, quantile=quantile,
                   per_item_rate=column == "throughput_items_s" and has_samples)
+
+
+def _looks_like_metric(column: str) -> bool:
+    """A name shaped like a metric archbench records (a unit suffix, a fidelity measure)."""
+    return column.startswith("fidelity_") or bool(_QUANTILE.match(column)) or column.endswith(
+        ("_ms", "_s", "_bytes", "_j", "_w", "_pct", "_mhz", "_c"))
 
 
 def objective(name: str, frame: pd.DataFrame) -> Metric:
