@@ -24,7 +24,8 @@ def objective_cell(answer: Answer, row: Mapping[str, Any]) -> str:
     metric = answer.objective
     text = format_value(metric, row.get(metric.name, math.nan))
     if metric.has_interval:
-        low, high = row.get(f"{metric.name}_low"), row.get(f"{metric.name}_high")
+        low = float(row.get(f"{metric.name}_low", math.nan))
+        high = float(row.get(f"{metric.name}_high", math.nan))
         text += f" [{format_value(metric, low)}, {format_value(metric, high)}]"
     return text
 
