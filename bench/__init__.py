@@ -19,3 +19,12 @@ def load(paths: Any) -> pd.DataFrame:
     from bench.results import load as _load
 
     return _load(paths)
+
+
+def best(runs: Any, objective: str = "median_ms", constraints: Any = (), top: int = 5,
+         confidence: float = 0.95) -> pd.DataFrame:
+    """The best configurations meeting every constraint with confidence, ranked (see
+    `bench.decide.answer` for the uncertain cases, why-not, Pareto set and boundaries)."""
+    from bench.decide import best as _best
+
+    return _best(runs, objective, constraints, top, confidence)

@@ -189,19 +189,15 @@ def pareto_mask(x: Samples, y: Samples) -> np.ndarray:
         raise ValueError("x and y need the same length")
     mask = np.zeros(xs.shape, dtype=bool)
     valid = np.flatnonzero(np.isfinite(xs) & np.isfinite(ys))
+    if not valid.size:
+        return mask
     order = valid[np.lexsort((ys[valid], xs[valid]))]
-    best_y = math.inf
-    i = 0
-    while i < len(order):
-        j = i
-        while j < len(order) and xs[order[j]] == xs[order[i]]:
-            j += 1
-        group = order[i:j]
-        group_min = ys[group].min()
-        if group_min < best_y:
-            mask[group[ys[group] == group_min]] = True
-            best_y = group_min
-        i = j
+    x_sorted, y_sorted = xs[order], ys[order]
+    starts = np.flatnonzero(np.r_[True, x_sorted[1:] != x_sorted[:-1]])
+    group_min = y_sorted[starts]  # sorted by y within an x: the first is the group's best
+    earlier_best = np.r_[math.inf, np.minimum.accumulate(group_min)[:-1]]
+    group_of = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, order.size]))
+    mask[order] = (y_sorted == group_min[group_of]) & (group_min < earlier_best)[group_of]
     return mask
 
 
@@ -219,10 +215,11 @@ class LogLogFit:
         return float(math.exp(self.intercept) * x ** self.slope)
 
     def solve(self, y: float) -> float | None:
-        """The x at which the fit reaches y; None for a flat fit."""
+        """The x at which the fit reaches y; None for a flat fit or one that never does."""
         if self.slope == 0 or y <= 0:
             return None
-        return float(math.exp((math.log(y) - self.intercept) / self.slope))
+        log_x = (math.log(y) - self.intercept) / self.slope
+        return float(math.exp(log_x)) if abs(log_x) < 700 else None
 
 
 def fit_loglog(x: Samples, y: Samples) -> LogLogFit | None:
@@ -232,9 +229,11 @@ def fit_loglog(x: Samples, y: Samples) -> LogLogFit | None:
     ys = np.asarray(y, dtype=float)
     keep = np.isfinite(xs) & np.isfinite(ys) & (xs > 0) & (ys > 0)
     lx, ly = np.log(xs[keep]), np.log(ys[keep])
-    if np.unique(lx).size < 2:
+    if lx.size < 2 or lx.min() == lx.max():
         return None
-    slope, intercept = np.polyfit(lx, ly, 1)
+    dx = lx - lx.mean()  # closed-form least squares: polyfit's answer, without its overhead
+    slope = float(dx @ (ly - ly.mean()) / (dx @ dx))
+    intercept = float(ly.mean() - slope * lx.mean())
     r2: float | None = None
     if lx.size > 2:
         residual = float(np.sum((ly - (slope * lx + intercept)) ** 2))

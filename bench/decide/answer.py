@@ -24,6 +24,7 @@ from bench.decide.constraints import (
     Values,
     check,
     describe_failure,
+    extra_samples,
     format_value,
     parse_constraints,
     sorted_samples,
@@ -117,15 +118,19 @@ def decide(frame: pd.DataFrame, question: Question) -> Answer:
     goal = values(ok, target, question.confidence, samples)
     checks = [check(ok, c, question.confidence, samples) for c in constraints]
     table = candidates(ok, target, goal, checks)
-    order = _order(table, target)
-    meets = table.loc[order][table.loc[order, "verdict"] == "meets"]
-    ranking = _with_ties(meets.head(question.top), ok, samples, target, question.confidence)
-    uncertain = table.loc[order][table.loc[order, "verdict"] == "uncertain"]
-    failing = table.loc[order][table.loc[order, "verdict"] == "fails"]
+    ordered = table.loc[_order(table, target)]
+
+    def shown(verdict: str) -> pd.DataFrame:
+        rows = ordered[ordered["verdict"] == verdict].head(question.top)
+        return explain(rows, ok, checks, samples, question.confidence)
+
+    ranking = _with_ties(shown("meets"), ok, samples, target, question.confidence)
+    uncertain, failing = shown("uncertain"), shown("fails")
+    shown_rows = np.concatenate([ranking["row"].to_numpy(int), uncertain.index.to_numpy(int),
+                                 failing.index.to_numpy(int)])
     fidelity = _first_present(ok, FIDELITY_PREFERENCE)
     twins = _twins(ok, samples, question.confidence)
-    ranking, uncertain_top = (_add_twins(f, twins) for f in (ranking,
-                                                                 uncertain.head(question.top)))
+    ranking, uncertain = (_add_twins(f, twins) for f in (ranking, uncertain))
     counts = {"cases": len(frame), "measured": len(ok),
               "not_measured": int((frame["status"] != "ok").sum()),
               **{v: int((table["verdict"] == v).sum()) for v in ("meets", "uncertain",
@@ -139,9 +144,9 @@ def decide(frame: pd.DataFrame, question: Question) -> Answer:
                      "samples, which do not include run-to-run variation")
     return Answer(
         question=question, objective=target, constraints=constraints, ranking=ranking,
-        uncertain=uncertain_top, why_not=failing.head(question.top).reset_index(drop=True),
+        uncertain=uncertain.reset_index(drop=True), why_not=failing.reset_index(drop=True),
         pareto=pareto(table, target, fidelity),
-        boundaries=boundaries(ok, checks),
+        boundaries=boundaries(ok, checks, shown_rows),
         counts=counts, notes=tuple(notes))
 
 
@@ -210,25 +215,18 @@ def _present(value: Any) -> bool:
 
 def candidates(ok: pd.DataFrame, target: Metric, goal: Values,
                checks: Sequence[Checked]) -> pd.DataFrame:
-    """One row per measured case: the objective with its interval, the overall verdict, each
-    constraint's verdict and value, what failed and the extra samples that would settle it."""
-    records = ok.drop(columns=[c for c in ("samples_ms", "telemetry", "profile", "collectors")
-                               if c in ok.columns]).to_dict("records")
+    """One row per measured case (indexed by its position in `ok`): the objective with its
+    interval, the overall verdict (the worst of its constraints'), family and knobs."""
     verdict = np.full(len(ok), "meets", dtype=object)
     for checked in checks:
         verdict = np.where(checked.verdict == "fails", "fails",
                            np.where((checked.verdict == "uncertain") & (verdict == "meets"),
                                     "uncertain", verdict))
-    extra = np.full(len(ok), np.nan)
-    for checked in checks:
-        extra = np.fmax(extra, checked.extra_samples)
     out = pd.DataFrame({
         "name": ok["name"].to_numpy(), "case_id": ok.get("case_id", ok["name"]).to_numpy(),
-        "family": [family_label(r) for r in records],
-        "knobs": [knobs_label(r) for r in records],
+        "family_key": _keys(ok, FAMILY_COLUMNS).to_numpy(),
         "verdict": verdict, target.name: goal.point,
         f"{target.name}_low": goal.low, f"{target.name}_high": goal.high,
-        "extra_samples": extra,
     })
     for column in (*FIDELITY_PREFERENCE, *MEMORY_PREFERENCE, "n_samples"):
         if column in ok.columns and column not in out.columns:
@@ -236,35 +234,55 @@ def candidates(ok: pd.DataFrame, target: Metric, goal: Values,
     for column in (*FAMILY_COLUMNS, *KNOB_COLUMNS):
         if column in ok.columns and column not in out.columns:
             out[column] = ok[column].to_numpy()
-    out["checks"] = [_checks_text(checks, i) for i in range(len(ok))]
-    out["failed"] = [_failed_text(checks, i) for i in range(len(ok))]
     return out
 
 
-def _checks_text(checks: Sequence[Checked], i: int) -> str:
-    parts = []
-    for checked in checks:
-        metric, vals = checked.constraint.metric, checked.values
-        shown = format_value(metric, vals.point[i])
-        if metric.has_interval:
-            shown += f" [{format_value(metric, vals.low[i])}, {format_value(metric, vals.high[i])}]"
-        parts.append(f"{checked.constraint.text}: {checked.verdict[i]} ({shown})")
-    return "; ".join(parts)
+def labelled(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows with their `family` and `knobs` labels (built for the rows shown only)."""
+    records = table.to_dict("records")
+    out = table.copy()
+    out.insert(2, "family", [family_label(r) for r in records])
+    out.insert(3, "knobs", [knobs_label(r) for r in records])
+    return out
 
 
-def _failed_text(checks: Sequence[Checked], i: int) -> str:
-    reasons = []
-    for checked in checks:
-        if checked.verdict[i] == "fails":
-            reasons.append(describe_failure(checked.constraint, checked.values.point[i]))
-        elif checked.verdict[i] == "uncertain":
-            extra = checked.extra_samples[i]
-            more = (f"about {extra:.0f} more samples would settle it" if np.isfinite(extra)
-                    else "more samples would not settle it at this confidence")
-            bound = checked.values.high[i] if checked.constraint.upper else checked.values.low[i]
-            reasons.append(f"{checked.constraint.text}: point value meets it, the interval "
-                           f"reaches {format_value(checked.constraint.metric, bound)}; {more}")
-    return "; ".join(reasons)
+def explain(table: pd.DataFrame, ok: pd.DataFrame, checks: Sequence[Checked],
+            samples: list[np.ndarray], confidence: float) -> pd.DataFrame:
+    """Rows of the candidate table (indexed by position in `ok`) with each constraint's
+    verdict and value (`checks`), what failed or is uncertain and by how much (`failed`), and
+    the samples that would settle the uncertain ones (`extra_samples`, the most any of its
+    constraints needs). Done only for the rows shown: the estimate costs a binomial search."""
+    out = labelled(table)
+    batch = pd.to_numeric(ok["batch_size"], errors="coerce").fillna(1.0).to_numpy(float) \
+        if "batch_size" in ok.columns else np.ones(len(ok))
+    texts, reasons, extras = [], [], []
+    for i in out.index:
+        parts, why, extra = [], [], math.nan
+        for checked in checks:
+            constraint, vals, verdict = checked.constraint, checked.values, checked.verdict[i]
+            metric = constraint.metric
+            shown = format_value(metric, vals.point[i])
+            if metric.has_interval:
+                shown += (f" [{format_value(metric, vals.low[i])}, "
+                          f"{format_value(metric, vals.high[i])}]")
+            parts.append(f"{constraint.text}: {verdict} ({shown})")
+            if verdict == "fails":
+                why.append(describe_failure(constraint, vals.point[i]))
+            elif verdict == "uncertain":
+                more = extra_samples(samples[i], constraint, batch[i], confidence)
+                extra = float(np.fmax(extra, more))
+                bound = vals.high[i] if constraint.upper else vals.low[i]
+                settle = (f"about {more:.0f} more samples would settle it" if np.isfinite(more)
+                          else "more samples would not settle it at this confidence")
+                why.append(f"{constraint.text}: the point value meets it, the interval reaches "
+                           f"{format_value(metric, bound)}; {settle}")
+        texts.append("; ".join(parts))
+        reasons.append("; ".join(why))
+        extras.append(extra)
+    out["checks"] = texts
+    out["failed"] = reasons
+    out["extra_samples"] = extras
+    return out
 
 
 def _order(table: pd.DataFrame, target: Metric) -> list[int]:
@@ -280,12 +298,12 @@ def _with_ties(ranking: pd.DataFrame, ok: pd.DataFrame, samples: list[np.ndarray
                target: Metric, confidence: float) -> pd.DataFrame:
     """`rank` (tied cases share their leader's) and `tied_with`: each candidate is compared
     with the leader of the rank above it; the first it differs from starts a new rank."""
-    out = ranking.reset_index().rename(columns={"index": "src_row"})
+    out = ranking.reset_index().rename(columns={"index": "row"})
     ranks: list[int] = []
     tied_with: list[str | None] = []
     leader: int | None = None
     for position, row in enumerate(out.itertuples(index=False)):
-        if leader is not None and _tied(samples[out["src_row"][leader]], samples[row.src_row],
+        if leader is not None and _tied(samples[out["row"][leader]], samples[row.row],
                                         out.loc[leader], out.loc[position], target,
                                         confidence):
             ranks.append(ranks[leader])
@@ -297,7 +315,7 @@ def _with_ties(ranking: pd.DataFrame, ok: pd.DataFrame, samples: list[np.ndarray
     out.insert(0, "rank", ranks)
     out["tied_with"] = tied_with
     out["tied"] = pd.Series(ranks).duplicated(keep=False).to_numpy()
-    return out.drop(columns="src_row")
+    return out
 
 
 def _tied(a: np.ndarray, b: np.ndarray, row_a: pd.Series, row_b: pd.Series, target: Metric,
@@ -316,13 +334,12 @@ def _tied(a: np.ndarray, b: np.ndarray, row_a: pd.Series, row_b: pd.Series, targ
 
 # ---- twins ----------------------------------------------------------------------------------
 def _keys(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
-    """One string per row naming its values in `columns` (missing ones skipped), for
-    grouping and matching without pandas' NaN-key pitfalls; 2 and 2.0 are one value."""
-    columns = [c for c in columns if c in frame.columns]
-    return pd.Series([json.dumps([None if not _present(v) else
-                                  float(v) if isinstance(v, (int, float, np.number)) else str(v)
-                                  for v in row], default=str)
-                      for row in frame[columns].itertuples(index=False)], index=frame.index)
+    """One integer per row naming its values in `columns` (missing values are a value), for
+    grouping and matching rows of one frame."""
+    present = [c for c in columns if c in frame.columns]
+    if not present:
+        return pd.Series(0, index=frame.index)
+    return frame.groupby(present, dropna=False, sort=False).ngroup()
 
 
 @dataclass(frozen=True, eq=False)
@@ -426,7 +443,7 @@ def pareto(table: pd.DataFrame, target: Metric, fidelity: str | None) -> pd.Data
         memory = None
     sign = -1.0 if target.higher_is_better else 1.0
     parts = []
-    for _, members in table.groupby("family", sort=True):
+    for _, members in table.groupby("family_key", sort=False):
         x = sign * members[target.name].to_numpy(dtype=float)
         on: dict[str, np.ndarray] = {}
         if fidelity:
@@ -440,17 +457,19 @@ def pareto(table: pd.DataFrame, target: Metric, fidelity: str | None) -> pd.Data
         keep = label != ""
         parts.append(members[keep].assign(frontier=label[keep]))
     if not parts:
-        return table.iloc[0:0].assign(frontier=[])
-    out = pd.concat(parts)
+        return labelled(table.iloc[0:0]).assign(frontier=[])
+    out = labelled(pd.concat(parts))
     key = -out[target.name] if target.higher_is_better else out[target.name]
     return out.assign(_k=key).sort_values(["family", "_k"]).drop(columns="_k") \
         .reset_index(drop=True)
 
 
-def boundaries(ok: pd.DataFrame, checks: Sequence[Checked]) -> pd.DataFrame:
+def boundaries(ok: pd.DataFrame, checks: Sequence[Checked],
+               rows_of_interest: np.ndarray | None = None) -> pd.DataFrame:
     """For families swept over depth or width: where the log–log fit of a timing metric
     against width (at each depth), or depth (at each width), crosses a latency or throughput
-    budget. Only crossings inside the measured range are given, as interpolated."""
+    budget. Only crossings inside the measured range are given, as interpolated; with
+    `rows_of_interest` (positions in `ok`), only for the sweeps those cases belong to."""
     from bench.stats import fit_loglog
 
     columns = ["family", "knobs", "constraint", "along", "at", "boundary", "statement", "n",
@@ -460,37 +479,49 @@ def boundaries(ok: pd.DataFrame, checks: Sequence[Checked]) -> pd.DataFrame:
     if not timing or "depth" not in ok.columns or "width" not in ok.columns:
         return pd.DataFrame(rows, columns=columns)
     keys = _keys(ok, (*FAMILY_COLUMNS, "activation", "precision", "prune_method", "prune_ratio",
-                      "compile", "run_id"))
-    depth = pd.to_numeric(ok["depth"], errors="coerce")
-    width = pd.to_numeric(ok["width"], errors="coerce")
-    for checked in timing:
-        constraint = checked.constraint
-        point = checked.values.point
-        for _, members in ok.groupby(keys, sort=False):
-            for along, fixed in (("width", "depth"), ("depth", "width")):
-                axis = width if along == "width" else depth
-                other = depth if along == "width" else width
-                for at, line in members.groupby(other[members.index], sort=True):
-                    xs = axis[line.index].to_numpy(dtype=float)
-                    ys = point[line.index]
-                    if np.unique(xs[np.isfinite(xs)]).size < 2:
-                        continue
-                    fit = fit_loglog(xs, ys)
-                    crossing = fit.solve(constraint.limit) if fit else None
-                    if fit is None or crossing is None or not xs.min() < crossing < xs.max():
-                        continue
-                    rising = fit.slope > 0
-                    keep_below = rising == constraint.upper
-                    side = "≤" if keep_below else "≥"
-                    row = ok.loc[line.index[0]].to_dict()
-                    rows.append({
-                        "family": family_label(row),
-                        "knobs": knobs_label({**row, along: None}),
-                        "constraint": constraint.text, "along": along,
-                        "at": f"{fixed} {at:g}", "boundary": crossing,
-                        "statement": f"{along} {side} {crossing:.4g} meets {constraint.text} "
-                                     f"at {fixed} {at:g} (interpolated from {fit.n} measured "
-                                     f"{along}s, not measured)",
-                        "n": fit.n, "r2": fit.r2,
-                        "kind": "interpolated"})
-    return pd.DataFrame(rows, columns=columns)
+                      "compile", "run_id")).to_numpy()
+    axes = {"depth": pd.to_numeric(ok["depth"], errors="coerce").to_numpy(float),
+            "width": pd.to_numeric(ok["width"], errors="coerce").to_numpy(float)}
+    for along, fixed in (("width", "depth"), ("depth", "width")):
+        x_all, at_all = axes[along], axes[fixed]
+        wanted = np.isfinite(x_all) & np.isfinite(at_all)
+        if rows_of_interest is not None:
+            wanted &= np.isin(keys, keys[rows_of_interest])
+        usable = np.flatnonzero(wanted)
+        line = pd.DataFrame({"k": keys[usable], "at": at_all[usable]}) \
+            .groupby(["k", "at"], sort=False).ngroup().to_numpy()
+        order = np.argsort(line, kind="stable")
+        cuts = np.flatnonzero(np.diff(line[order])) + 1
+        for members in np.split(usable[order], cuts):
+            xs = x_all[members]
+            if members.size < 2 or xs.min() == xs.max():
+                continue
+            at = float(at_all[members[0]])
+            for checked in timing:
+                constraint = checked.constraint
+                ys = checked.values.point[members]
+                if not np.nanmin(ys) / 10 < constraint.limit < np.nanmax(ys) * 10:
+                    continue  # the fit cannot cross the budget inside the measured range
+                fit = fit_loglog(xs, ys)
+                crossing = fit.solve(constraint.limit) if fit else None
+                if fit is None or crossing is None or not xs.min() < crossing < xs.max():
+                    continue
+                side = "≤" if (fit.slope > 0) == constraint.upper else "≥"
+                rows.append({
+                    "_row": members[0],
+                    "constraint": constraint.text, "along": along, "at": f"{fixed} {at:g}",
+                    "boundary": crossing,
+                    "statement": f"{along} {side} {crossing:.4g} meets {constraint.text} at "
+                                 f"{fixed} {at:g} (interpolated from a fit over {fit.n} "
+                                 f"measured {along}s; not measured)",
+                    "n": fit.n, "r2": fit.r2, "kind": "interpolated"})
+    if not rows:
+        return pd.DataFrame(rows, columns=columns)
+    found = pd.DataFrame(rows)
+    first = ok.iloc[found.pop("_row").to_numpy()]
+    records = first[[c for c in (*FAMILY_COLUMNS, *KNOB_COLUMNS) if c in ok.columns]] \
+        .to_dict("records")
+    found["family"] = [family_label(r) for r in records]
+    found["knobs"] = [knobs_label({**r, along: None})
+                      for r, along in zip(records, found["along"], strict=True)]
+    return found[columns]

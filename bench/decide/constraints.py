@@ -13,19 +13,19 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from bench.decide.metrics import DecideError, Metric, resolve
+from bench.decide.metrics import DecideError, Metric, available, resolve
 from bench.stats import quantile_ci_ranks, samples_to_bound
 
 Verdict = Literal["meets", "uncertain", "fails"]
 VERDICTS: tuple[Verdict, ...] = ("meets", "uncertain", "fails")
-OPERATORS: dict[str, Callable[[float, float], bool]] = {
+OPERATORS: dict[str, Any] = {
     "<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 
 _SPEC = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|<|>|=<|=>)\s*"
@@ -50,7 +50,8 @@ class Constraint:
         return bool(OPERATORS[self.op](value, self.limit))
 
 
-def parse_constraint(text: str, frame: pd.DataFrame) -> Constraint:
+def parse_constraint(text: str, frame: pd.DataFrame,
+                     metrics: list[str] | None = None) -> Constraint:
     """Parse "metric<=value[unit]" against the metrics this frame has."""
     match = _SPEC.match(text)
     if not match:
@@ -58,14 +59,15 @@ def parse_constraint(text: str, frame: pd.DataFrame) -> Constraint:
                           '"p99_ms<=5", "peak_rss_bytes<=2GiB", "fidelity_top1_agreement>=0.99"')
     name, op, number, unit = match.groups()
     op = {"=<": "<=", "=>": ">="}.get(op, op)
-    metric = resolve(name, frame, what="constraint metric")
+    metric = resolve(name, frame, what="constraint metric", metrics=metrics)
     limit = float(number) * metric.scale(unit or "")
     return Constraint(text=text.strip(), metric=metric, op=op, limit=limit)
 
 
 def parse_constraints(texts: Sequence[str], frame: pd.DataFrame) -> tuple[Constraint, ...]:
     """Each text may hold several constraints separated by commas."""
-    return tuple(parse_constraint(part, frame) for text in texts
+    metrics = available(frame)
+    return tuple(parse_constraint(part, frame, metrics) for text in texts
                  for part in text.split(",") if part.strip())
 
 
@@ -105,7 +107,10 @@ def values(frame: pd.DataFrame, metric: Metric, confidence: float,
     for i, s in enumerate(samples):
         if not s.size:
             continue
-        point[i] = float(np.percentile(s, q * 100))
+        position = q * (s.size - 1)  # numpy's default (linear) percentile, without its overhead
+        below = int(position)
+        above = min(below + 1, s.size - 1)
+        point[i] = float(s[below] + (position - below) * (s[above] - s[below]))
         low[i] = s[lo_rank[i]] if lo_rank[i] >= 0 else -math.inf
         high[i] = s[hi_rank[i]] if hi_rank[i] < s.size else math.inf
     if metric.per_item_rate:  # items/s = batch / median: the median's interval, inverted
@@ -119,46 +124,34 @@ def values(frame: pd.DataFrame, metric: Metric, confidence: float,
 # ---- verdicts -------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class Checked:
-    """One constraint over the rows: verdicts, values and bounds, and for `uncertain` rows the
-    estimated extra samples that would settle it (NaN where no count would)."""
+    """One constraint over the rows: verdicts, values and bounds."""
 
     constraint: Constraint
     verdict: np.ndarray
     values: Values
-    extra_samples: np.ndarray
 
 
 def check(frame: pd.DataFrame, constraint: Constraint, confidence: float,
           samples: list[np.ndarray] | None = None) -> Checked:
-    metric = constraint.metric
-    vals = values(frame, metric, confidence, samples)
-    holds = OPERATORS[constraint.op]
-    point_ok = np.array([holds(v, constraint.limit) if np.isfinite(v) else False
-                         for v in vals.point])
-    far = vals.high if constraint.upper else vals.low  # the bound on the limit's side
-    bound_ok = np.array([holds(v, constraint.limit) if not math.isnan(v) else False
-                         for v in far])
+    vals = values(frame, constraint.metric, confidence, samples)
+    limit = constraint.limit
+    compare = OPERATORS[constraint.op]
+    with np.errstate(invalid="ignore"):
+        point_ok = compare(vals.point, limit) & np.isfinite(vals.point)
+        far = vals.high if constraint.upper else vals.low  # the bound on the limit's side
+        bound_ok = compare(far, limit) & ~np.isnan(far)
     verdict = np.where(~point_ok, "fails", np.where(bound_ok, "meets", "uncertain"))
-    extra = np.full(len(frame), np.nan)
-    if metric.has_interval:
-        for i in np.flatnonzero(verdict == "uncertain"):
-            extra[i] = _extra_samples(frame["samples_ms"].iloc[i], constraint,
-                                      _batch(frame, int(i)), confidence)
-    return Checked(constraint, verdict, vals, extra)
+    return Checked(constraint, verdict, vals)
 
 
-def _batch(frame: pd.DataFrame, i: int) -> float:
-    if "batch_size" not in frame.columns:
-        return 1.0
-    value = pd.to_numeric(pd.Series([frame["batch_size"].iloc[i]]), errors="coerce").iloc[0]
-    return float(value) if pd.notna(value) else 1.0
-
-
-def _extra_samples(samples: Sequence[float], constraint: Constraint, batch: float,
-                   confidence: float) -> float:
-    """Samples beyond those taken that would move the far bound past the limit."""
+def extra_samples(samples: np.ndarray, constraint: Constraint, batch: float,
+                  confidence: float) -> float:
+    """Samples beyond those taken that would move the far bound past the limit, if the
+    distribution stays as sampled (NaN where no count would)."""
     data = np.asarray(samples, dtype=float)
     metric = constraint.metric
+    if not data.size or not metric.has_interval:
+        return math.nan
     if metric.per_item_rate:  # rate >= L  <=>  median <= batch·1e3 / L (and the reverse)
         limit = batch * 1e3 / constraint.limit if constraint.limit > 0 else math.inf
         q, upper = 0.5, not constraint.upper

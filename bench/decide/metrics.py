@@ -164,7 +164,8 @@ def available(frame: pd.DataFrame) -> list[str]:
     return out
 
 
-def resolve(name: str, frame: pd.DataFrame, *, what: str = "metric") -> Metric:
+def resolve(name: str, frame: pd.DataFrame, *, what: str = "metric",
+            metrics: list[str] | None = None) -> Metric:
     """The metric `name` (a column, an alias or a `pNN_ms` quantile) on this frame.
 
     Unknown names and metrics the run did not collect are errors listing what is there.
@@ -172,7 +173,7 @@ def resolve(name: str, frame: pd.DataFrame, *, what: str = "metric") -> Metric:
     column = ALIASES.get(name, name)
     match = _QUANTILE.match(column)
     has_samples = "samples_ms" in frame.columns and frame["samples_ms"].notna().any()
-    metrics = available(frame)
+    metrics = available(frame) if metrics is None else metrics
     if match and has_samples:
         quantile = 0.5 if column == "median_ms" else float(match.group(1)) / 100
         if not 0 < quantile < 1:
