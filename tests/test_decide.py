@@ -234,3 +234,25 @@ def test_cli_bad_input_exits_2_naming_it(tmp_path: Path,
     assert main(["best", str(run), "--objective", "fastest"]) == 2
     assert "objectives are" in capsys.readouterr().err
     assert main(["best", str(tmp_path / "nope")]) == 2
+
+
+@pytest.mark.slow
+def test_cli_answers_match_a_hand_computation(tmp_path: Path) -> None:
+    """The three cross-check questions of benchmarks/best_crosscheck on a made-up run: the
+    command line and plain pandas give the same configurations in the same order."""
+    from benchmarks.best_crosscheck import crosscheck
+
+    rng = np.random.default_rng(11)
+    records = []
+    for i in range(16):
+        n = int(rng.integers(20, 400))
+        median = float(rng.uniform(1, 10))
+        metrics = {"fidelity_top1_agreement": float(rng.choice([0.5, 0.9, 0.95, 1.0])),
+                   "fidelity_rel_l2": float(rng.uniform(0, 1)),
+                   "peak_rss_bytes": int(rng.integers(300, 500)) * 2 ** 20}
+        records.append(rec(f"c{i:02d}", list(median * np.exp(rng.normal(0, 0.2, n))), width=i,
+                           batch_size=8, metrics=metrics))
+    checks = crosscheck(str(write_run(tmp_path / "run", records)))
+    assert [len(c.cli) > 0 for c in checks] == [True, True, True]
+    for check in checks:
+        assert check.cli == check.by_hand, check.question
