@@ -48,6 +48,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def add_question_arguments(parser: argparse.ArgumentParser) -> None:
+    """The question's options, shared by `best` and `report` (which answers it on top)."""
     parser.add_argument("--objective", default="median_ms", metavar="NAME",
                         help=f"what to optimise: {', '.join(OBJECTIVE_NAMES)} "
                              "(default median_ms)")

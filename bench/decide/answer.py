@@ -32,6 +32,7 @@ from bench.decide.constraints import (
 )
 from bench.decide.metrics import DecideError, Metric, objective, with_derived
 from bench.significance import shift_test
+from bench.stats import quantile_ci
 
 #: Parameters that make a workload (a model family at one input, batch and device); the
 #: knobs below are what an architect turns within it.
@@ -366,8 +367,9 @@ def _twins(ok: pd.DataFrame, samples: list[np.ndarray], confidence: float) -> Tw
 
 
 def _add_twins(table: pd.DataFrame, twins: Twins) -> pd.DataFrame:
-    """Twin name, speed-up (twin median / median, with the Hodges–Lehmann interval of the
-    time ratio, inverted) and a sentence saying what the knobs bought."""
+    """Twin name, speed-up (twin median / median, with the interval spanned by the two
+    medians' confidence intervals: faster only when even the slowest case of one beats the
+    fastest of the other) and a sentence saying what the knobs bought."""
     out = table.copy()
     index = {cid: i for i, cid in enumerate(twins.ok.get("case_id", twins.ok["name"]))}
     names: list[str | None] = []
@@ -385,12 +387,13 @@ def _add_twins(table: pd.DataFrame, twins: Twins) -> pd.DataFrame:
             highs.append(np.nan)
             sentences.append(None)
             continue
-        test = shift_test(twins.samples[j], twins.samples[i], twins.confidence)
-        # as the gate reports a change: the ratio of the medians, with the Hodges–Lehmann
-        # interval of the shift (the two differ when a distribution changes shape)
+        # the ratio of the medians, with the conservative interval of the two medians'
+        # distribution-free intervals (as the report's speed-up charts draw it)
+        twin_low, twin_high = quantile_ci(twins.samples[j], 0.5, twins.confidence)
+        case_low, case_high = quantile_ci(twins.samples[i], 0.5, twins.confidence)
         speedup = float(np.median(twins.samples[j]) / np.median(twins.samples[i]))
-        low = 1 / test.ratio_high if test.ratio_high else math.nan
-        high = 1 / test.ratio_low if test.ratio_low else math.nan
+        low = twin_low / case_high if case_high > 0 else math.nan
+        high = twin_high / case_low if case_low > 0 else math.inf
         names.append(twins.ok["name"].iloc[j])
         speedups.append(speedup)
         lows.append(low)
@@ -412,7 +415,7 @@ def twin_sentence(row: Mapping[str, Any], speedup: float, low: float, high: floa
         knobs.append(f"{row['prune_method']} {_ratio(row.get('prune_ratio')) * 100:g}%")
     what = " + ".join(knobs)
     if not math.isfinite(low) or not math.isfinite(high) or low <= 1.0 <= high:
-        speed = f"is no faster or slower that the data can tell ({low:.2f}–{high:.2f}×)"
+        speed = f"is not measurably faster or slower ({low:.2g}–{high:.2g}×)"
     elif low > 1:
         speed = f"is {speedup:.2g}× faster ({low:.2g}–{high:.2g}×)"
     else:

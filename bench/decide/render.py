@@ -3,6 +3,7 @@ strings from an `Answer`; printing is the CLI's job, HTML the report's."""
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -119,8 +120,8 @@ def counts_line(answer: Answer) -> str:
 
 
 def _md_table(columns: tuple[str, ...] | list[str], rows: list[list[str]]) -> str:
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
+    def cell(text: str) -> str:  # GitHub renders HTML in markdown: escape it too
+        return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]

@@ -65,4 +65,4 @@ def build_for(report: ReportInput, question: Question | None) -> Section | None:
 
 
 def build(report: ReportInput) -> Section | None:
-    return build_for(report, getattr(report, "question", None))
+    return build_for(report, report.question)

@@ -58,12 +58,15 @@ def tradeoff_points(frame: pd.DataFrame) -> pd.DataFrame:
     family = [family_label({**r, "batch_size": None}) for r in records]
     precision = ok.get("precision", pd.Series("fp32", index=ok.index)).fillna("fp32").astype(str)
     method = ok.get("prune_method", pd.Series("none", index=ok.index)).fillna("none").astype(str)
-    fidelity = numeric(ok, "fidelity_top1_agreement")
+    reference = ((precision == "fp32") & (method == "none")).to_numpy()
+    fidelity, perfect = numeric(ok, "fidelity_top1_agreement"), 1.0
     if fidelity.notna().sum() < 2:
-        fidelity = numeric(ok, "fidelity_rel_l2")
+        fidelity, perfect = numeric(ok, "fidelity_rel_l2"), 0.0
+    # the reference is the fp32 model itself: where its own fidelity was not recorded (an
+    # older record), it is exact by definition, so it still anchors the fidelity axis
+    fidelity = fidelity.where(~(reference & fidelity.isna()) | fidelity.isna().all(), perfect)
     out = ok.assign(
-        family=family, batch=numeric(ok, "batch_size").fillna(1.0),
-        reference=((precision == "fp32") & (method == "none")).to_numpy(),
+        family=family, batch=numeric(ok, "batch_size").fillna(1.0), reference=reference,
         fidelity=fidelity, memory_mib=numeric(ok, "memory_above_runtime_bytes") / MIB,
         tag="", front_fidelity=False, front_memory=False)
     for _, members in out.groupby("family", sort=False):  # name what varies in the family
@@ -259,8 +262,9 @@ def runtime_note(points: pd.DataFrame) -> str:
 
 def build(report: ReportInput) -> Section | None:
     points = tradeoff_points(report.frame)
-    if points.empty:
-        return None
+    if points.empty or not (points["fidelity"].notna().any() or
+                            points["memory_mib"].notna().any()):
+        return None  # latency alone is the scaling section's
     sizes = points.groupby("family").size().sort_values(ascending=False)
     families = [f for f in sizes.index if sizes[f] >= 2][:MAX_FAMILIES]
     if not families:
