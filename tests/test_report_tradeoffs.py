@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bench.decide import Question
-from bench.report import ReportInput, RunData
+from bench.report import ReportInput, RunFrame
 from bench.report.sections import recommendation, tradeoffs
 from bench.report.synthetic import synthetic_frame
 
@@ -47,7 +47,7 @@ def test_log_ticks_are_few_and_round() -> None:
 
 def test_section_draws_one_figure_per_family_with_the_reference(frame: pd.DataFrame) -> None:
     two = pd.concat([frame, frame.assign(model="cnn", case_id=frame["case_id"] + "c")])
-    section = tradeoffs.build(ReportInput((RunData("r", two),)))
+    section = tradeoffs.build(ReportInput((RunFrame("r", two),)))
     assert section is not None
     titles = [c.figure["layout"]["title"]["text"] for c in section.charts]
     assert titles == ["cnn cpu: latency against fidelity and memory",
@@ -64,7 +64,7 @@ def test_section_draws_one_figure_per_family_with_the_reference(frame: pd.DataFr
 def test_recommendation_section_answers_and_escapes(frame: pd.DataFrame) -> None:
     evil = frame.copy()
     evil.loc[evil.index[0], "name"] = "<script>alert(1)</script>"
-    report = ReportInput((RunData("r", evil),))
+    report = ReportInput((RunFrame("r", evil),))
     assert recommendation.build_for(report, Question("median_ms")) is None  # no constraint
     section = recommendation.build_for(
         report, Question("median_ms", ("median_ms<=1", "fidelity_top1_agreement>=0.99")))
@@ -77,7 +77,7 @@ def test_recommendation_section_answers_and_escapes(frame: pd.DataFrame) -> None
 
 
 def test_tradeoff_figures_are_json(frame: pd.DataFrame) -> None:
-    section = tradeoffs.build(ReportInput((RunData("r", frame),)))
+    section = tradeoffs.build(ReportInput((RunFrame("r", frame),)))
     assert section is not None
     from bench.report.html import figure_json
 

@@ -31,7 +31,7 @@ from bench.decide.constraints import (
     values,
 )
 from bench.decide.metrics import DecideError, Metric, objective, with_derived
-from bench.significance import shift_test
+from bench.gate.significance import shift_test
 from bench.stats import quantile_ci
 
 #: Parameters that make a workload (a model family at one input, batch and device); the

@@ -21,9 +21,9 @@ from plotly.subplots import make_subplots
 
 from bench.decide.answer import FAMILY_COLUMNS, family_label
 from bench.decide.metrics import with_derived
+from bench.report.chart_data import numeric, ok_rows
 from bench.report.figures import figure_dict, hover
 from bench.report.model import Chart, Html, ReportInput, Section
-from bench.report.prepare import numeric, ok_rows
 from bench.report.style import PRECISION_COLOURS, TEMPLATE, colour_for, esc, fmt
 from bench.stats import pareto_mask
 
