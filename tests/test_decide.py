@@ -256,3 +256,43 @@ def test_cli_answers_match_a_hand_computation(tmp_path: Path) -> None:
     assert [len(c.cli) > 0 for c in checks] == [True, True, True]
     for check in checks:
         assert check.cli == check.by_hand, check.question
+
+
+# ---- the suite's [decide] table -------------------------------------------------------------
+def test_suite_decide_table_is_validated(write_suite) -> None:  # type: ignore[no-untyped-def]
+    from bench.errors import SpecError
+    from bench.suite.loader import load as load_suite
+
+    good = load_suite(write_suite('[decide]\nobjective = "throughput"\n'
+                                  'constraints = ["p99_ms<=5", "peak_rss_bytes<=2GiB"]\n'
+                                  'top = 3\n[[sweep]]\nmodel = "mlp"\nwidth = [8]\n'))
+    assert good.decide is not None and good.decide.objective == "throughput"
+    assert good.to_dict()["decide"]["constraints"] == ["p99_ms<=5", "peak_rss_bytes<=2GiB"]
+    for body, words in (
+        ('[decide]\nconstraints = ["p99_ms<=5 parsecs"]\n', ["decide.constraints[0]",
+                                                              'unit "parsecs"']),
+        ('[decide]\nobjective = "fastest"\n', ["decide.objective", "throughput"]),
+        ('[decide]\nconstrains = ["p99_ms<=5"]\n', ['unknown key "constrains"',
+                                                     'did you mean "constraints"']),
+        ('[decide]\nconfidence = 1.5\n', ["decide.confidence"]),
+    ):
+        with pytest.raises(SpecError) as err:
+            load_suite(write_suite(body + '[[sweep]]\nmodel = "mlp"\nwidth = [8]\n'))
+        for word in words:
+            assert word in str(err.value), str(err.value)
+
+
+@pytest.mark.slow
+def test_run_ends_with_the_answer_and_the_report_opens_with_it(  # type: ignore[no-untyped-def]
+        write_suite, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_suite('[decide]\nobjective = "median_ms"\nconstraints = ["median_ms<=10s"]\n'
+                       '[[sweep]]\nmodel = "mlp"\nwidth = [8, 16]\n')
+    run = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "question: lowest median_ms under median_ms<=10s" in out
+    assert "Best: mlp-d2-w" in out
+    html = (run / "report.html").read_text()
+    assert html.index('id="recommendation"') < html.index('id="summary"')
+    assert main(["report", str(run), "--format", "markdown"]) == 0
+    assert "### Recommendation" in capsys.readouterr().out

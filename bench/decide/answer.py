@@ -33,6 +33,7 @@ from bench.decide.constraints import (
 from bench.decide.metrics import DecideError, Metric, objective, with_derived
 from bench.gate.significance import shift_test
 from bench.stats import quantile_ci
+from bench.suite.question import Question
 
 #: Parameters that make a workload (a model family at one input, batch and device); the
 #: knobs below are what an architect turns within it.
@@ -44,23 +45,6 @@ KNOB_COLUMNS = ("depth", "width", "activation", "precision", "prune_method", "pr
 REFERENCE = {"precision": "fp32", "prune_method": "none"}
 FIDELITY_PREFERENCE = ("fidelity_top1_agreement", "fidelity_cosine", "fidelity_rel_l2")
 MEMORY_PREFERENCE = ("memory_above_runtime_bytes", "peak_memory_bytes")
-
-
-@dataclass(frozen=True)
-class Question:
-    """What to optimise, under which constraints, how sure, how many answers."""
-
-    objective: str = "median_ms"
-    constraints: tuple[str, ...] = ()
-    top: int = 5
-    confidence: float = 0.95
-
-    def __post_init__(self) -> None:
-        if not 0.5 <= self.confidence < 1:
-            raise DecideError(f"confidence {self.confidence}: use a value in [0.5, 1), "
-                              "e.g. 0.95")
-        if self.top < 1:
-            raise DecideError(f"top {self.top}: ask for at least one answer")
 
 
 @dataclass(frozen=True, eq=False)

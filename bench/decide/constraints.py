@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import operator
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -20,17 +19,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from bench.decide.metrics import DecideError, Metric, available, resolve
+from bench.decide.metrics import Metric, available, resolve
 from bench.stats import quantile_ci_ranks, samples_to_bound
+from bench.suite.question import split_constraint
 
 Verdict = Literal["meets", "uncertain", "fails"]
 VERDICTS: tuple[Verdict, ...] = ("meets", "uncertain", "fails")
 OPERATORS: dict[str, Any] = {
     "<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
-
-_SPEC = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|<|>|=<|=>)\s*"
-                   r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([^\s\d][^\s]*)?\s*$")
-
 
 @dataclass(frozen=True)
 class Constraint:
@@ -53,15 +49,10 @@ class Constraint:
 def parse_constraint(text: str, frame: pd.DataFrame,
                      metrics: list[str] | None = None) -> Constraint:
     """Parse "metric<=value[unit]" against the metrics this frame has."""
-    match = _SPEC.match(text)
-    if not match:
-        raise DecideError(f'constraint "{text}" does not parse; write METRIC<=VALUE[UNIT], e.g. '
-                          '"p99_ms<=5", "peak_rss_bytes<=2GiB", "fidelity_top1_agreement>=0.99"')
-    name, op, number, unit = match.groups()
-    op = {"=<": "<=", "=>": ">="}.get(op, op)
-    metric = resolve(name, frame, what="constraint metric", metrics=metrics)
-    limit = float(number) * metric.scale(unit or "")
-    return Constraint(text=text.strip(), metric=metric, op=op, limit=limit)
+    parts = split_constraint(text)
+    metric = resolve(parts.metric, frame, what="constraint metric", metrics=metrics)
+    return Constraint(text=text.strip(), metric=metric, op=parts.op,
+                      limit=parts.number * metric.scale(parts.unit))
 
 
 def parse_constraints(texts: Sequence[str], frame: pd.DataFrame) -> tuple[Constraint, ...]:

@@ -14,29 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.errors import BenchError, did_you_mean, one_of
+from bench.errors import did_you_mean, one_of
+from bench.suite.question import ALIASES, OBJECTIVES, QuestionError, unit_scale, units_of
 
-
-class DecideError(BenchError):
-    """A question the run cannot answer as asked: an unknown metric, one the run did not
-    collect, a unit that does not parse."""
-
-
-#: The objectives `best` ranks by, and the column each reads.
-OBJECTIVES: dict[str, str] = {
-    "median_ms": "median_ms",
-    "p99_ms": "p99_ms",
-    "throughput": "throughput_items_s",
-    "energy_per_item": "energy_per_item_j",
-    "peak_memory": "peak_memory_bytes",
-}
-
-#: Short names a constraint may use for a column.
-ALIASES: dict[str, str] = {
-    **{k: v for k, v in OBJECTIVES.items() if k != v},
-    "memory_above_runtime": "memory_above_runtime_bytes",
-    "top1": "fidelity_top1_agreement",
-}
+#: Errors of a question, raised by the suite's grammar or by `best` against a run.
+DecideError = QuestionError
 
 #: Metrics where more is better (everything else: less is better).
 HIGHER_IS_BETTER = frozenset({
@@ -52,15 +34,6 @@ NOT_METRICS = frozenset({
 
 _QUANTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)_ms$")
 
-#: Units a constraint's value may carry, by dimension: factor to the metric's own unit.
-_TIME_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0}
-_BYTES = {"B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
-          "KiB": 2 ** 10, "MiB": 2 ** 20, "GiB": 2 ** 30, "TiB": 2 ** 40}
-_ENERGY_J = {"J": 1.0, "mJ": 1e-3, "uJ": 1e-6, "µJ": 1e-6, "kJ": 1e3}
-_POWER_W = {"W": 1.0, "mW": 1e-3, "kW": 1e3}
-_RATE = {"/s": 1.0, "items/s": 1.0, "k/s": 1e3, "M/s": 1e6}
-_RATIO = {"%": 0.01}
-
 
 @dataclass(frozen=True)
 class Metric:
@@ -72,7 +45,6 @@ class Metric:
 
     name: str
     higher_is_better: bool
-    units: tuple[tuple[str, float], ...]
     unit: str
     quantile: float | None = None
     per_item_rate: bool = False
@@ -83,43 +55,7 @@ class Metric:
 
     def scale(self, unit: str) -> float:
         """The factor turning a value in `unit` into this metric's own unit."""
-        if not unit:
-            return 1.0
-        table = dict(self.units)
-        if unit in table:
-            return table[unit]
-        lower = {k.lower(): v for k, v in table.items()}
-        if unit.lower() in lower and not _is_bytes(self):  # 5MS is 5 ms; 5mb is not 5 MB
-            return lower[unit.lower()]
-        allowed = one_of(list(table)) if table else "no unit"
-        raise DecideError(f'unit "{unit}" does not parse for {self.name} (in {self.unit}); '
-                          f"use {allowed}{did_you_mean(unit, table)}")
-
-
-def _is_bytes(metric: Metric) -> bool:
-    return metric.name.endswith("_bytes")
-
-
-def _units_of(name: str) -> tuple[tuple[tuple[str, float], ...], str]:
-    """The units a value for `name` may carry (factor to the metric's unit) and that unit."""
-    def relative(table: dict[str, float], base: float) -> tuple[tuple[str, float], ...]:
-        return tuple((k, v / base) for k, v in table.items())
-
-    if name.endswith("_items_s") or name.endswith("_flops_s"):
-        return relative(_RATE, 1.0), "per second"
-    if name.endswith("_ms"):
-        return relative(_TIME_S, 1e-3), "ms"
-    if name.endswith("_s"):
-        return relative(_TIME_S, 1.0), "s"
-    if name.endswith("_bytes"):
-        return relative(_BYTES, 1.0), "bytes"
-    if name.endswith("_j"):
-        return relative(_ENERGY_J, 1.0), "J"
-    if name.endswith("_w"):
-        return relative(_POWER_W, 1.0), "W"
-    if name.startswith("fidelity_") or name.endswith("_agreement"):
-        return relative(_RATIO, 1.0), "a fraction"
-    return (), "its own unit"
+        return unit_scale(self.name, unit)
 
 
 def with_derived(frame: pd.DataFrame) -> pd.DataFrame:
@@ -189,9 +125,8 @@ def resolve(name: str, frame: pd.DataFrame, *, what: str = "metric",
             raise DecideError(f"{what} {name!r}: this run did not collect it (no case has a "
                               f"value){hint}; the run has: {listing}")
         raise DecideError(f"unknown {what} {name!r}{hint}; the run has: {listing}")
-    units, unit = _units_of(column)
-    return Metric(name=column, higher_is_better=column in HIGHER_IS_BETTER, units=units,
-                  unit=unit, quantile=quantile,
+    return Metric(name=column, higher_is_better=column in HIGHER_IS_BETTER,
+                  unit=units_of(column)[1], quantile=quantile,
                   per_item_rate=column == "throughput_items_s" and has_samples)
 
 
@@ -202,7 +137,7 @@ def _looks_like_metric(column: str) -> bool:
 
 
 def objective(name: str, frame: pd.DataFrame) -> Metric:
-    """An objective: one of OBJECTIVES (or any metric column with a known direction)."""
+    """An objective: one of OBJECTIVES, read from its column."""
     if name not in OBJECTIVES and ALIASES.get(name, name) not in OBJECTIVES.values():
         raise DecideError(f"unknown objective {name!r}{did_you_mean(name, OBJECTIVES)}; "
                           f"objectives are {one_of(OBJECTIVES)}")
