@@ -105,6 +105,19 @@ def test_real_run_report_in_chromium(real_run, tmp_path):
         measured = [m for m in medians if m is not None]
         assert len(measured) == 4 and medians[:4] == sorted(measured)
 
+        # the question's columns show; the others wait behind the column picker
+        assert page.is_visible("#results-table th:has-text('median (ms)')")
+        assert page.is_visible("#results-table th:has-text('above runtime (MiB)')")
+        assert not page.is_visible("#results-table th:has-text('IQR (ms)')")
+        page.click(".col-picker summary")
+        page.check(".col-picker label:has-text('IQR (ms)') input")
+        assert page.is_visible("#results-table th:has-text('IQR (ms)')")
+        page.uncheck(".col-picker label:has-text('median (ms)') input")
+        assert not page.is_visible("#results-table th:has-text('median (ms)')")
+        page.check(".col-picker label:has-text('median (ms)') input")
+        page.check(".col-picker label:has-text('sweep') input")  # holds the suite's markup
+        page.click(".col-picker summary")
+
         # markup from the suite and from an error message is shown as text, never run
         # the sweep name of 8 cases and the failed case's reason
         assert page.locator("#results-table").inner_text().count(EVIL) == 9
