@@ -83,3 +83,19 @@ def test_tradeoff_figures_are_json(frame: pd.DataFrame) -> None:
 
     for chart in section.charts:
         json.loads(figure_json(chart.figure))
+
+
+def test_precision_is_on_the_axis_and_pruning_lines_split_by_precision(
+        frame: pd.DataFrame) -> None:
+    from bench.report.sections import transforms
+
+    report = ReportInput((RunFrame("r", frame),))
+    precision = transforms.build_precision(report)
+    assert precision is not None
+    speedup = precision.charts[0].figure
+    assert {x for t in speedup["data"] for x in t["x"]} == {"bf16"}  # one device: precision
+    assert speedup["layout"]["xaxis"]["title"]["text"] == "precision"
+    pruning = transforms.build_pruning(report)
+    assert pruning is not None
+    names = {t["name"] for t in pruning.charts[0].figure["data"]}
+    assert {"structured · fp32", "structured · bf16", "unstructured · fp32"} <= names
