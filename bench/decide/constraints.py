@@ -164,6 +164,8 @@ def describe_failure(constraint: Constraint, value: float) -> str:
     if relative and constraint.limit > 0:
         pct = abs(value - constraint.limit) / constraint.limit * 100
         side = "over" if constraint.upper else "under"
+        if constraint.upper and pct >= 100:  # "6.2x the limit" reads better than "520% over"
+            return f"{shown}: {value / constraint.limit:.3g}× the limit {constraint.text}"
         return f"{shown}: {pct:.3g}% {side} the limit {constraint.text}"
     sign = ">" if constraint.upper else "<"
     return f"{metric.name} {shown} {sign} {limit} ({constraint.text})"
