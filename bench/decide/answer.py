@@ -340,13 +340,15 @@ class Twins:
 def _twins(ok: pd.DataFrame, samples: list[np.ndarray], confidence: float) -> Twins:
     if ok.empty:
         return Twins(ok, samples, {}, confidence)
-    keys = _keys(ok, (*FAMILY_COLUMNS, "depth", "width", "activation", "compile", "run_id"))
-    is_ref = pd.Series(True, index=ok.index)
+    keys = _keys(ok, (*FAMILY_COLUMNS, "depth", "width", "activation", "compile",
+                      "run_id")).to_numpy()
+    is_ref = np.ones(len(ok), dtype=bool)
     for column, value in REFERENCE.items():
-        is_ref &= ok[column].astype(str) == value if column in ok.columns else True
-    refs = {key: i for i, key in keys[is_ref].items()}
-    twin_row = {i: refs[key] for i, key in keys.items()
-                if key in refs and refs[key] != i and not is_ref[i]}
+        if column in ok.columns:
+            is_ref &= (ok[column].astype(str) == value).to_numpy()
+    refs = dict(zip(keys[is_ref].tolist(), np.flatnonzero(is_ref).tolist(), strict=True))
+    twin_row = {i: refs[key] for i, key in enumerate(keys.tolist())
+                if not is_ref[i] and key in refs}
     return Twins(ok, samples, twin_row, confidence)
 
 
@@ -355,16 +357,15 @@ def _add_twins(table: pd.DataFrame, twins: Twins) -> pd.DataFrame:
     medians' confidence intervals: faster only when even the slowest case of one beats the
     fastest of the other) and a sentence saying what the knobs bought."""
     out = table.copy()
-    index = {cid: i for i, cid in enumerate(twins.ok.get("case_id", twins.ok["name"]))}
+    positions = out["row"].tolist() if "row" in out.columns else out.index.tolist()
     names: list[str | None] = []
     sentences: list[str | None] = []
     speedups: list[float] = []
     lows: list[float] = []
     highs: list[float] = []
-    for row in out.to_dict("records"):
-        i = index.get(row["case_id"])
-        j = twins.twin_row.get(i) if i is not None else None
-        if i is None or j is None or not twins.samples[i].size or not twins.samples[j].size:
+    for i, row in zip(positions, out.to_dict("records"), strict=True):
+        j = twins.twin_row.get(i)
+        if j is None or not twins.samples[i].size or not twins.samples[j].size:
             names.append(None)
             speedups.append(np.nan)
             lows.append(np.nan)
@@ -442,7 +443,9 @@ def pareto(table: pd.DataFrame, target: Metric, fidelity: str | None) -> pd.Data
             on["memory"] = pareto_mask(x, members[memory].to_numpy(dtype=float))
         if not on:
             continue
-        label = np.array([", ".join(k for k in on if on[k][i]) for i in range(len(members))])
+        label = np.full(len(members), "", dtype=object)
+        for kind, mask in on.items():
+            label = np.where(mask, np.where(label == "", kind, label + ", " + kind), label)
         keep = label != ""
         parts.append(members[keep].assign(frontier=label[keep]))
     if not parts:
