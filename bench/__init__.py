@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench._version import __version__
 
-__all__ = ["__version__", "load"]
+__all__ = ["__version__", "best", "load"]
 
 if TYPE_CHECKING:
     import pandas as pd
