@@ -36,7 +36,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "uncertain, with the samples that would settle it.",
         epilog="Constraints: METRIC<=VALUE[UNIT] (also <, >=, >), e.g. \"p99_ms<=5\", "
                "\"peak_rss_bytes<=2GiB\", \"fidelity_top1_agreement>=0.99\", "
-               "\"throughput>=500/s\"; units ns us ms s, B KiB MiB GiB KB MB GB, J mJ, W, %%. "
+               "\"throughput>=500/s\"; units ns us ms s, B KiB MiB GiB KB MB GB, J mJ, W, %. "
                "Exit codes: 0 a configuration meets every constraint; 1 none does; 2 bad input.")
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s)")
     add_question_arguments(parser)
