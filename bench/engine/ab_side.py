@@ -38,7 +38,7 @@ def main() -> int:
 
 
 def serve(inbox: IO[str], outbox: IO[str]) -> int:
-    from bench import __version__
+    from bench._version import __version__
     from bench.engine.runner import RunOptions, RunSession
     from bench.errors import BenchError
     from bench.suite.loader import load
