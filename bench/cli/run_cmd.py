@@ -47,6 +47,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--profile", action="store_true",
                         help="after timing each case, run torch.profiler over a few calls: top "
                              "operators in the record, a Chrome trace in RUN_DIR/traces/")
+    parser.add_argument("--measure", choices=("time", "instructions"),
+                        help="time the cases (default) or count their instructions under "
+                             "callgrind: CPU cases, one thread, repeatable to ~0.01%% on a "
+                             "loaded machine (the same as --set measure=instructions)")
     parser.add_argument("--no-report", action="store_true",
                         help="do not draw RUN_DIR/report.html at the end")
     parser.set_defaults(handler=handle)
@@ -57,6 +61,8 @@ def handle(args: argparse.Namespace) -> int:
 
     if args.profile:
         args.settings = [*args.settings, "profile=true"]
+    if args.measure:
+        args.settings = [*args.settings, f'measure="{args.measure}"']
     suites, cases = load_suites(args)
     options = RunOptions(out=args.out, isolation=args.isolation, resume=args.resume,
                          command=["archbench", *sys.argv[1:]])
