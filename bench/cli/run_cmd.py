@@ -139,6 +139,12 @@ def describe(record: Record) -> str:
     if record.status != "ok":
         reason = (record.reason or "").splitlines()[0] if record.reason else ""
         return f"{record.status}: {reason}"
+    per_call = record.metrics.get("instructions_per_call")
+    if isinstance(per_call, (int, float)):
+        spread = record.metrics.get("instructions_spread_pct")
+        spread_text = f", spread {spread:.3g}%" if isinstance(spread, (int, float)) else ""
+        samples_n = len((record.info.get("counting") or {}).get("samples") or [])
+        return f"{per_call:,.0f} instructions/call ({samples_n} samples{spread_text})"
     timing = record.timing or {}
     samples = sorted(timing.get("samples_ns") or [])
     if not samples:
