@@ -6,16 +6,22 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from gate_helpers import ENV, record, write_run
 
 from bench.engine.counting import CountingWorker, counter_label
 from bench.engine.outcome import Outcome
+from bench.env import fingerprint
+from bench.gate.compare import CompareOptions, compare_records, env_mismatch
 from bench.measure.callgrind import CallgrindOutputError, dump_path, read_total, under_valgrind
 from bench.measure.protocol import WorkerJob
+from bench.results import Record
+from bench.results.store import load_records, load_run, read_run
 from bench.suite.spec import Case, Settings
 
 HAVE_VALGRIND = shutil.which("valgrind") is not None and shutil.which("callgrind_annotate")
@@ -211,3 +217,140 @@ def test_count_settings_are_validated() -> None:
     counted = Settings(measure="instructions").for_counting()
     assert counted.threads == 1 and counted.telemetry is False and counted.counted
     assert Settings().for_counting() == Settings()
+
+
+# ---- the gate on counts -------------------------------------------------------------------------
+def counted(name: str, per_call: float, spread: float = 0.01, run_id: str = "run") -> Record:
+    return record(name, None, run_id=run_id, metrics={
+        "instructions_per_call": per_call, "instructions_per_item": per_call / 4,
+        "instructions_spread_pct": spread, "params_total": 1000})
+
+
+def count_rows(comparison: Any) -> dict[str, Any]:
+    return {v.name: v for v in comparison.verdicts if v.metric == "instructions_per_call"}
+
+
+def test_counts_gate_on_the_change_against_the_tolerance() -> None:
+    base = [counted("a", 1_000_000), counted("b", 2_000_000), counted("c", 500_000),
+            counted("d", 800_000, spread=3.0)]
+    cand = [counted("a", 1_019_000), counted("b", 2_002_000), counted("c", 490_000),
+            counted("d", 816_000, spread=3.0)]
+    rows = count_rows(compare_records(base, cand))
+    assert rows["a"].verdict == "regression" and rows["a"].kind == "counts"
+    assert rows["a"].threshold == 0.5 and "beyond the ±0.5% tolerance" in rows["a"].note
+    assert rows["b"].verdict == "same" and "samples spread 0.01% / 0.01%" in rows["b"].note
+    assert rows["c"].verdict == "improvement"
+    # a change within the samples' own spread is not evidence of anything
+    assert rows["d"].verdict == "inconclusive" and "within the samples' own spread" in \
+        rows["d"].note
+    assert not any(v.metric == "median_ms" for v in compare_records(base, cand).verdicts)
+    # the threshold language sets the tolerance, per metric or per kind
+    wider = count_rows(compare_records(base, cand, CompareOptions.from_specs(
+        "instructions_per_call=2%")))
+    assert wider["a"].verdict == "same"
+    assert not count_rows(compare_records(base, cand, CompareOptions.from_specs("counts=off")))
+
+
+def test_counted_runs_with_another_counter_do_not_compare(tmp_path: Path) -> None:
+    env = {**ENV, "threads": 1, "counter": "callgrind 3.19.0 isa=sse4.2"}
+    a = write_run(tmp_path / "a", [counted("a", 1e6)], env=env)
+    b = write_run(tmp_path / "b", [counted("a", 1e6)],
+                  env={**env, "counter": "callgrind 3.22.0 isa=sse4.2"})
+    assert env_mismatch(load_run(a).env, load_run(b).env) == {
+        "counter": {"baseline": "callgrind 3.19.0 isa=sse4.2",
+                    "candidate": "callgrind 3.22.0 isa=sse4.2"}}
+    done = subprocess.run([sys.executable, "-m", "bench", "compare", str(a), str(b)],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "counter" in done.stdout + done.stderr
+    # a timed run keeps its old fingerprint (no counter key), so old baselines still match
+    assert "counter" not in fingerprint(ENV)
+
+
+def test_markdown_shows_counts_beside_timing(tmp_path: Path) -> None:
+    env = {**ENV, "threads": 1, "counter": "callgrind 3.19.0 isa=sse4.2"}
+    a = write_run(tmp_path / "a", [counted("net", 1e6)], env=env)
+    b = write_run(tmp_path / "b", [counted("net", 1.03e6)], env=env)
+    done = subprocess.run([sys.executable, "-m", "bench", "compare", str(a), str(b),
+                           "--markdown"], capture_output=True, text=True)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "| **regression** | net | instructions_per_call | 1,000,000 | 1,030,000 | +3.0%" in \
+        done.stdout
+    report = subprocess.run([sys.executable, "-m", "bench", "report", str(a), str(b),
+                             "--format", "markdown"], capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    assert "Instruction-count verdicts: 1 regression" in report.stdout
+    assert "| net | 1.03 M | 258 k | 0.0100% | 1.00 k |" in report.stdout
+
+
+def test_a_process_not_under_valgrind_never_counts() -> None:
+    """Inline runs and the in-process fixture cannot count: unsupported, never timed instead."""
+    from bench.measure.protocol import Failed
+    from bench.measure.worker import run_case
+
+    sent: list[Any] = []
+    run_case(WorkerJob(case=counted_case(width=8)), sent.append)
+    assert isinstance(sent[-1], Failed) and sent[-1].status == "unsupported"
+    assert "counting worker" in sent[-1].message
+
+
+# ---- end to end, under real valgrind ------------------------------------------------------------
+@needs_valgrind
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_a_counted_suite_end_to_end(write_suite: Callable[..., Path], tmp_path: Path) -> None:
+    """`archbench run --measure instructions`: one counting worker counts both repeats of a
+    CPU case (counts present, repeatable, one thread, what counted them recorded), the CUDA
+    case is unsupported, and the gate finds the run the same as itself."""
+    suite = write_suite("""
+        [[sweep]]
+        model = ["mlp"]
+        depth = [1]
+        width = [64]
+        features = [64]
+        batch_size = [8]
+        device = ["cpu", "cuda"]
+        settings = { repeats = 2, count_calls = 3, timeout_s = 900 }
+        """)
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "bench", "run", str(suite), "--out", str(out),
+                           "--measure", "instructions", "--no-report"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    records = load_records(out)
+    cpu = [r for r in records if r.params["device"] == "cpu"]
+    cuda = [r for r in records if r.params["device"] == "cuda"]
+    assert [r.status for r in cpu] == ["ok", "ok"]
+    assert cuda and all(r.status == "unsupported" and "GPU" in (r.reason or "") for r in cuda)
+    first, second = (r.metrics["instructions_per_call"] for r in cpu)
+    assert first > 10_000
+    assert abs(second - first) / first < 0.005  # within the gate's default tolerance
+    for r in cpu:
+        counting = r.info["counting"]
+        assert r.timing is None and r.metrics["threads"] == 1
+        assert r.settings["threads"] == 1 and r.settings["measure"] == "instructions"
+        assert counting["counter"] == "callgrind" and counting["valgrind_version"]
+        assert len(counting["samples"]) == 3 and counting["calls"] == 3
+        assert r.metrics["instructions_spread_pct"] < 0.5
+        assert (out / counting["callgrind_out"]).is_file()  # for callgrind_annotate
+    # both repeats in one worker: torch's import under valgrind was paid once
+    assert [r.info["counting"]["counting_worker_fresh"] for r in cpu] == [True, False]
+    assert read_run(out)["env"]["counter"].startswith("callgrind ")
+    same = subprocess.run([sys.executable, "-m", "bench", "compare", str(out), str(out)],
+                          capture_output=True, text=True)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "instructions_per_call" in same.stdout
+
+
+def test_repeats_of_a_counted_case_pool_their_samples() -> None:
+    from dataclasses import replace as dc_replace
+
+    from bench.results.repeats import merge_repeats
+
+    one = dc_replace(counted("a", 1000.0), info={"counting": {"per_call": [999.0, 1000.0, 1001.0]}})
+    two = dc_replace(counted("a", 1004.0), repeat=1,
+                     info={"counting": {"per_call": [1003.0, 1004.0, 1005.0]}})
+    (merged,) = merge_repeats([one, two])
+    assert merged.metrics["instructions_per_call"] == 1002.0
+    assert merged.metrics["instructions_per_item"] == 250.5
+    assert merged.metrics["instructions_spread_pct"] == pytest.approx(6 / 1002 * 100)
+    assert len(merged.info["counting"]["per_call"]) == 6
