@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from gate_helpers import ENV, record, write_run
 
-from bench.engine.counting import CountingWorker, counter_label
+from bench.engine.counting import CountingWorker, counter_label, perf_instructions
 from bench.engine.outcome import Outcome
 from bench.env import fingerprint
 from bench.gate.compare import CompareOptions, compare_records, env_mismatch
@@ -354,3 +354,17 @@ def test_repeats_of_a_counted_case_pool_their_samples() -> None:
     assert merged.metrics["instructions_per_item"] == 250.5
     assert merged.metrics["instructions_spread_pct"] == pytest.approx(6 / 1002 * 100)
     assert len(merged.info["counting"]["per_call"]) == 6
+
+
+@pytest.mark.parametrize(("stderr", "expected"), [
+    ("<not supported>,,instructions,0,100.00,,", "says <not supported>"),
+    ("123456,,instructions,1000,100.00,,", "available"),
+    ("perf_event_open failed: Permission denied", "failed (perf_event_open failed"),
+])
+def test_perf_instructions_says_why_hardware_counters_cannot_count(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stderr: str, expected: str) -> None:
+    fake = tmp_path / "perf"
+    fake.write_text(f"#!/bin/sh\necho '{stderr}' >&2\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert expected in perf_instructions()

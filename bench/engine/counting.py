@@ -73,6 +73,29 @@ def counter_label(isa: str, valgrind: str = "valgrind") -> str:
         return f"{COUNTER} unavailable: {exc}"
 
 
+def perf_instructions() -> str:
+    """Whether hardware counters could count instructions here (`perf stat -e
+    instructions`), in words for the run's environment: the fast counter where they work,
+    and why callgrind counts where they do not (VMs rarely expose the PMU)."""
+    perf = shutil.which("perf")
+    if perf is None:
+        return "unavailable: perf is not installed"
+    try:
+        done = subprocess.run([perf, "stat", "-x", ",", "-e", "instructions", "true"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"unavailable: {exc}"
+    fields = next((line.split(",") for line in done.stderr.splitlines()
+                   if ",instructions" in line), None)
+    if fields is None:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"unavailable: perf stat -e instructions failed ({last})"
+    if not fields[0].strip().isdigit():
+        return (f"unavailable: perf stat -e instructions says {fields[0].strip()} (no "
+                "hardware counters here, as in most VMs)")
+    return "available"
+
+
 class CountingWorker:
     """A Backend whose cases run in one counting worker, restarted after a crash."""
 

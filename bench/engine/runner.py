@@ -20,7 +20,7 @@ from bench import env
 from bench._version import __version__
 from bench.collectors import peaks_cache
 from bench.engine.backends import backend_for
-from bench.engine.counting import CountingWorker, counter_label
+from bench.engine.counting import CountingWorker, counter_label, perf_instructions
 from bench.engine.outcome import Backend
 from bench.engine.record import make_record
 from bench.engine.sampling import CaseSampling
@@ -176,6 +176,7 @@ def _run_meta(run_dir: Path, suites: Sequence[Suite], cases: Sequence[Case],
                        if c.settings.counted})
     if counters:  # in the fingerprint: counts from another valgrind or ISA do not compare
         environment["counter"] = counters[0] if len(counters) == 1 else "mixed"
+        environment["perf_instructions"] = perf_instructions()
     return {
         "schema_version": 1,
         "run_id": previous.get("run_id", run_dir.name),

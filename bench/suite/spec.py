@@ -79,7 +79,7 @@ class Settings:
     count_samples: Annotated[int, Field(ge=1, le=1000, strict=True)] = 3
     #: Counting: which kernels torch's libraries use under valgrind. "sse4.2" pins MKL,
     #: oneDNN and ATen to their SSE4.2/baseline kernels: the same counts on any x86-64 CPU,
-    #: and ~50x faster under valgrind than AVX2/FMA, whose emulation is slow. "native"
+    #: and ~70x faster under valgrind than AVX2/FMA (emulated slowly) on an MLP. "native"
     #: counts the kernels valgrind's virtual CPU (AVX2) selects.
     count_isa: Literal["sse4.2", "native"] = "sse4.2"
 
