@@ -165,7 +165,8 @@ def per_call(record: Record) -> float:
     return float(record.metrics["instructions_per_call"])
 
 
-def part_gate(work: Path, trials: int, calls: int) -> dict[str, Any]:
+def part_gate(work: Path, trials: int, calls: int, heavier: tuple[tuple[str, int], ...] =
+              (("extra", 5),), agreement_too: bool = True) -> dict[str, Any]:
     suite_path = work / "gate.toml"
     suite_path.write_text(GATE_SUITE.format(calls=calls, factory=HERE / "count_models.py"))
     (base,) = suite_file.load(suite_path).cases
@@ -176,7 +177,8 @@ def part_gate(work: Path, trials: int, calls: int) -> dict[str, Any]:
     try:
         for trial in range(trials):
             a = replace(base, model_args=(("extra", 0), ("trial", trial)))
-            b = replace(base, model_args=(("extra", 5), ("trial", trial)))
+            b = replace(base, model_args=tuple(sorted({"extra": 0, **dict(heavier),
+                                                       "trial": trial}.items())))
             ra, rb, ra2 = (count(worker, c, work, f"trial{trial}") for c in (a, b, a))
             rb = replace(rb, case_id=ra.case_id, name=ra.name)  # the "same case", heavier
             ab = compare_records([ra], [rb])
@@ -194,7 +196,7 @@ def part_gate(work: Path, trials: int, calls: int) -> dict[str, Any]:
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         sensitivity_s = time.perf_counter() - started
         agreement = []
-        for label, body in AGREEMENT:
+        for label, body in AGREEMENT if agreement_too else ():
             text = f'[suite]\nname = "agree"\n[settings]\nmeasure = "instructions"\n' \
                    f'count_calls = {calls}\n[[sweep]]\n{body}\n'
             path = work / "agree.toml"
@@ -207,11 +209,11 @@ def part_gate(work: Path, trials: int, calls: int) -> dict[str, Any]:
                               "count_ratio": round(counts[1] / counts[0], 3)})
     finally:
         worker.close()
-    timed = _timed_ratios(work)
+    timed = _timed_ratios(work) if agreement_too else []
     for row, ratio in zip(agreement, timed, strict=True):
         row.update(ratio)
         row["count_over_time"] = round(row["count_ratio"] / row["time_ratio"], 3)
-    return {"trials": trials, "count_calls": calls,
+    return {"trials": trials, "count_calls": calls, "heavier": dict(heavier),
             "ab_flagged": f"{flagged_ab}/{trials}", "aa_flagged": f"{flagged_aa}/{trials}",
             "b_vs_a_pct_range": [min(r["b_vs_a_pct"] for r in rows),
                                  max(r["b_vs_a_pct"] for r in rows)],
@@ -227,31 +229,42 @@ def _verdict(comparison: Any) -> str:
     return rows[0].verdict if rows else "missing"
 
 
-def _timed_ratios(work: Path) -> list[dict[str, Any]]:
-    """The same six cases timed (forkserver workers, one thread, 3 repeats)."""
+def _timed_ratios(work: Path, repeats: int = 3, folder: str = "timed") -> list[dict[str, Any]]:
+    """The same six cases timed (forkserver workers, one thread, `repeats` repeats): the
+    ratio of the pooled medians, and of the fastest repeat medians (less hurt by a busy
+    machine, whose other users only ever slow a repeat down)."""
     blocks = "".join(f'[[sweep]]\nname = "w{i}"\n{body}\n' for i, (_, body) in enumerate(AGREEMENT))
-    path = work / "timed.toml"
-    path.write_text('[suite]\nname = "agree-timed"\n[settings]\nthreads = 1\nrepeats = 3\n'
-                    'max_time_s = 2.0\n' + blocks)
-    info = archbench_run(path, work / "timed")
+    path = work / f"{folder}.toml"
+    path.write_text(f'[suite]\nname = "agree-timed"\n[settings]\nthreads = 1\n'
+                    f'repeats = {repeats}\nmax_time_s = 2.0\n' + blocks)
+    info = archbench_run(path, work / folder)
     from bench.results.frame import load
 
-    frame = load(work / "timed")
+    frame = load(work / folder)
     medians = list(frame["median_ms"])
+    fastest = [min(m) for m in frame["repeat_medians_ms"]]
     out = []
     for i in range(len(AGREEMENT)):
         a, b = medians[2 * i], medians[2 * i + 1]
         out.append({"median_ms": [round(a, 4), round(b, 4)], "time_ratio": round(b / a, 3),
+                    "fastest_repeat_ms": [round(fastest[2 * i], 4), round(fastest[2 * i + 1], 4)],
+                    "fastest_ratio": round(fastest[2 * i + 1] / fastest[2 * i], 3),
                     "timed_run": info})
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=("repeat", "gate", "all"))
+    parser.add_argument("part", choices=("repeat", "gate", "timed", "all"),
+                        help="timed: only the timed side of the agreement (5 repeats)")
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--calls", type=int, default=2, help="count_calls for the gate part")
     parser.add_argument("--keep", type=Path, help="keep run folders here")
+    parser.add_argument("--heavier", default="extra=5",
+                        help="model_args of the heavier model B (extra=K: a K-wide bottleneck; "
+                             "relus=R: R more ReLUs)")
+    parser.add_argument("--no-agreement", action="store_true",
+                        help="gate part: the A/B and A/A trials only")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="archbench-counts-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -259,7 +272,12 @@ def main() -> None:
     if args.part in ("repeat", "all"):
         out["repeat"] = part_repeat(work)
     if args.part in ("gate", "all"):
-        out["gate"] = part_gate(work, args.trials, args.calls)
+        heavier = tuple((k, int(v)) for k, v in
+                        (item.split("=") for item in args.heavier.split(",")))
+        out["gate"] = part_gate(work, args.trials, args.calls, heavier,
+                                agreement_too=not args.no_agreement)
+    if args.part == "timed":
+        out["timed"] = _timed_ratios(work, repeats=5, folder="timed5")
     print(json.dumps(out, indent=1))
 
 

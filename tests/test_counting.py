@@ -304,10 +304,9 @@ def test_a_counted_suite_end_to_end(write_suite: Callable[..., Path], tmp_path: 
     suite = write_suite("""
         [[sweep]]
         model = ["mlp"]
-        depth = [1]
-        width = [64]
-        features = [64]
-        batch_size = [8]
+        depth = [2]
+        width = [256]
+        batch_size = [32]
         device = ["cpu", "cuda"]
         settings = { repeats = 2, count_calls = 3, timeout_s = 900 }
         """)
@@ -322,15 +321,16 @@ def test_a_counted_suite_end_to_end(write_suite: Callable[..., Path], tmp_path: 
     assert [r.status for r in cpu] == ["ok", "ok"]
     assert cuda and all(r.status == "unsupported" and "GPU" in (r.reason or "") for r in cuda)
     first, second = (r.metrics["instructions_per_call"] for r in cpu)
-    assert first > 10_000
-    assert abs(second - first) / first < 0.005  # within the gate's default tolerance
+    assert first > 1_000_000  # ~4 M with the SSE4.2 kernels
+    # counted twice (fresh builds): far within the gate's default tolerance of 0.5%
+    assert abs(second - first) / first < 0.001
     for r in cpu:
         counting = r.info["counting"]
         assert r.timing is None and r.metrics["threads"] == 1
         assert r.settings["threads"] == 1 and r.settings["measure"] == "instructions"
         assert counting["counter"] == "callgrind" and counting["valgrind_version"]
         assert len(counting["samples"]) == 3 and counting["calls"] == 3
-        assert r.metrics["instructions_spread_pct"] < 0.5
+        assert r.metrics["instructions_spread_pct"] < 0.1
         assert (out / counting["callgrind_out"]).is_file()  # for callgrind_annotate
     # both repeats in one worker: torch's import under valgrind was paid once
     assert [r.info["counting"]["counting_worker_fresh"] for r in cpu] == [True, False]
