@@ -3,6 +3,7 @@ lifecycle (with a fake worker, fast) and a real counted suite under callgrind (s
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -335,10 +336,12 @@ def test_a_counted_suite_end_to_end(write_suite: Callable[..., Path], tmp_path: 
     # both repeats in one worker: torch's import under valgrind was paid once
     assert [r.info["counting"]["counting_worker_fresh"] for r in cpu] == [True, False]
     assert read_run(out)["env"]["counter"].startswith("callgrind ")
-    same = subprocess.run([sys.executable, "-m", "bench", "compare", str(out), str(out)],
-                          capture_output=True, text=True)
+    same = subprocess.run([sys.executable, "-m", "bench", "compare", str(out), str(out),
+                           "--json"], capture_output=True, text=True)
     assert same.returncode == 0, same.stdout + same.stderr
-    assert "instructions_per_call" in same.stdout
+    verdicts = [v for v in json.loads(same.stdout)["verdicts"]
+                if v["metric"] == "instructions_per_call"]
+    assert [v["verdict"] for v in verdicts] == ["same"]
 
 
 def test_repeats_of_a_counted_case_pool_their_samples() -> None:
