@@ -371,3 +371,15 @@ def test_perf_instructions_says_why_hardware_counters_cannot_count(
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     assert expected in perf_instructions()
+
+
+def test_count_result_subtracts_the_overhead_and_takes_the_median() -> None:
+    from bench.measure.counting import CountResult
+
+    result = CountResult(samples=(10_400, 10_200, 10_300), overhead=200, calls=10,
+                         warmup_iters=10)
+    assert result.per_call == [1020.0, 1000.0, 1010.0]
+    assert result.metrics(batch_size=4) == {"instructions_per_call": 1010.0,
+                                            "instructions_per_item": 252.5,
+                                            "instructions_spread_pct": 20 / 1010 * 100}
+    assert result.to_dict()["samples"] == [10_400, 10_200, 10_300]

@@ -15,7 +15,7 @@ fixed to one: with several, the work split and spin-waits make counts vary.
 from __future__ import annotations
 
 import gc
-import os
+import shutil
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from bench.measure.callgrind import dump_path, read_total, under_valgrind
+from bench.measure.callgrind import dump_path, read_total
 
 COUNTER = "callgrind"
 
@@ -124,33 +124,12 @@ def count(fn: Callable[[], Any], dumps: Dumps, *, calls: int, samples: int, warm
     for i, path in enumerate(paths[1:]):
         if keep is not None and i == median_index:
             keep.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, keep) if _same_device(path, keep) else _move(path, keep)
+            shutil.move(path, keep)
         else:
             path.unlink(missing_ok=True)
     overhead_path.unlink(missing_ok=True)
     return result
 
 
-def check_counting_worker() -> None:
-    """Raise unless this process can count: a case must never be timed by mistake where
-    the record would say it was counted."""
-    if not under_valgrind():
-        raise RuntimeError("instruction counting runs only in archbench's counting worker, "
-                           "under valgrind; this process is not")
-
-
 def _noop() -> None:
     return None
-
-
-def _same_device(a: Path, b: Path) -> bool:
-    try:
-        return os.stat(a).st_dev == os.stat(b.parent).st_dev
-    except OSError:
-        return False
-
-
-def _move(src: Path, dst: Path) -> None:
-    import shutil
-
-    shutil.move(str(src), str(dst))
