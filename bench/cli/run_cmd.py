@@ -51,8 +51,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                              "operators in the record, a Chrome trace in RUN_DIR/traces/")
     parser.add_argument("--measure", choices=("time", "instructions"),
                         help="time the cases (default) or count their instructions under "
-                             "callgrind: CPU cases, one thread, repeatable to ~0.01%% on a "
-                             "loaded machine (the same as --set measure=instructions)")
+                             "callgrind: CPU cases, one thread, repeatable to hundredths of a "
+                             "percent on a loaded machine (the same as --set "
+                             "measure=instructions)")
     parser.add_argument("--no-report", action="store_true",
                         help="do not draw RUN_DIR/report.html at the end")
     parser.set_defaults(handler=handle)

@@ -13,8 +13,8 @@ Every gated metric has a kind, which fixes how a change is judged:
 - `fidelity`: errors against the fp32 reference; an absolute tolerance, since a relative
   change of an error near zero means nothing.
 - `counts`: instructions counted under callgrind (measure = "instructions"). They repeat to
-  a few parts in 10^5 whatever the machine's load, so no test is needed: the change against
-  a small relative tolerance (default 0.5%) is the verdict; the samples' spread is reported.
+  hundredths of a percent whatever the machine's load, so no test is needed: the change
+  against a small relative tolerance (default 0.5%) is the verdict; the samples' spread is reported.
 
 Threshold specs (CLI `--threshold`, pytest `--archbench-fail`), comma-separated, later rules
 winning::

@@ -8,8 +8,9 @@ support (`torch._C._valgrind_toggle`, `_valgrind_toggle_and_dump_stats`) switche
 only around the measured calls. Every sample is one dump file; its total is read back here.
 
 Instruction counts do not depend on the machine's load or clock, only on the code path, so
-they repeat to a few parts in 10^5 where wall time drifts by tens of percent. Threads are
-fixed to one: with several, the work split and spin-waits make counts vary.
+they repeat to hundredths of a percent (a few tenths on the smallest cases) where wall time
+drifts by tens of percent. Threads are fixed to one: with several, the work split and
+spin-waits make counts vary.
 """
 
 from __future__ import annotations
