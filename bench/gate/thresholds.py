@@ -14,7 +14,8 @@ Every gated metric has a kind, which fixes how a change is judged:
   change of an error near zero means nothing.
 - `counts`: instructions counted under callgrind (measure = "instructions"). They repeat to
   hundredths of a percent whatever the machine's load, so no test is needed: the change
-  against a small relative tolerance (default 0.5%) is the verdict; the samples' spread is reported.
+  against a small relative tolerance (default 0.5%) is the verdict; the samples' spread is
+  reported.
 
 Threshold specs (CLI `--threshold`, pytest `--archbench-fail`), comma-separated, later rules
 winning::
