@@ -27,8 +27,8 @@ def load_workflow() -> dict:
     return data
 
 
-def step(workflow: dict, name: str) -> dict:
-    (found,) = [s for s in workflow["jobs"]["ab"]["steps"] if s.get("name") == name]
+def step(workflow: dict, name: str, job: str = "ab") -> dict:
+    (found,) = [s for s in workflow["jobs"][job]["steps"] if s.get("name") == name]
     return found
 
 
@@ -47,9 +47,20 @@ def run_step(workflow: dict, name: str, workdir: Path, summary: Path,
 
 def test_workflow_structure():
     workflow = load_workflow()
-    assert workflow["on"] == {"pull_request": None}
-    assert list(workflow["jobs"]) == ["ab"], "base and head in one job: nothing crosses runners"
-    steps = workflow["jobs"]["ab"]["steps"]
+    assert workflow["on"] == {"push": {"branches": ["main"]}, "pull_request": None}
+    jobs = workflow["jobs"]
+    assert set(jobs) == {"ab", "bench", "counts"}
+    # Pull requests are timed by `ab` alone (base and head in one job: nothing crosses
+    # runners); the `bench` job keeps main's baseline and history on pushes.
+    assert jobs["ab"]["if"] == "github.event_name == 'pull_request'"
+    assert jobs["bench"]["if"] == "github.event_name == 'push'"
+    for job in jobs.values():
+        for s in job["steps"]:
+            assert "-e ." not in s.get("run", ""), "users install a release, not a checkout"
+            if str(s.get("uses", "")).startswith("actions/upload-artifact"):
+                assert "${{ github.run_attempt }}" in s["with"]["name"], \
+                    "a fixed artifact name fails with 409 when a job is re-run"
+    steps = jobs["ab"]["steps"]
     checkout = steps[0]
     assert checkout["uses"].startswith("actions/checkout@")
     assert checkout["with"]["fetch-depth"] == 0, "the base commit must be in the clone"
@@ -145,3 +156,23 @@ def test_tox_envs_run_the_suite_and_compare():
     assert "archbench run examples/ci/suite.toml --out {envtmpdir}/run" in gate
     assert "archbench compare {posargs:main} {envtmpdir}/run --threshold 5%" in gate
     assert "archbench baseline save {envtmpdir}/run --name main" in save
+
+
+def test_counted_job_counts_the_same_suite_into_its_own_baseline():
+    workflow = load_workflow()
+    job = workflow["jobs"]["counts"]
+    steps = {s.get("name"): s for s in job["steps"]}
+    assert "valgrind" in steps["Install"]["run"]
+    assert "--measure instructions" in steps["Count the suite"]["run"]
+    assert "--set repeats=1" in steps["Count the suite"]["run"]
+    assert "main-counts" in steps["Compare with main"]["run"]
+    assert "--name main-counts" in steps["Save the baseline"]["run"]
+    restore = steps["Restore the main branch's counts"]
+    store = steps["Store the baseline in the cache"]
+    assert store["with"]["key"].startswith(restore["with"]["restore-keys"])
+    timed = step(workflow, "Store the baseline in the cache", job="bench")["with"]["key"]
+    assert not timed.startswith(restore["with"]["restore-keys"])  # caches do not mix
+    # the suite the timed job runs can be counted as it is (one thread, CPU only)
+    suite = suite_file.load(ROOT / workflow["env"]["SUITE"],
+                            settings_overrides={"measure": "instructions", "repeats": 1})
+    assert all(c.settings.counted for c in suite.cases)

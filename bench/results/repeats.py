@@ -50,6 +50,11 @@ def merge(group: list[Record]) -> Record:
         if values:
             metrics[key] = max(values)
     info = dict(base.info)
+    counted = [r for r in group if r.status == "ok" and _per_call(r)]
+    if len(counted) > 1:
+        metrics.update(_pooled_counts(counted, base))
+        info["counting"] = {**(base.info.get("counting") or {}),
+                            "per_call": [x for r in counted for x in _per_call(r)]}
     if len(group) > 1:
         info["repeats"] = [{"repeat": r.repeat, "status": r.status,
                             "worker_pid": r.info.get("worker_pid")} for r in group]
@@ -77,6 +82,22 @@ def _repeat_ids(record: Record) -> list[int]:
     if merged and ids and len(ids) == len(merged):
         return [int(k) for k in ids]
     return [record.repeat] if not merged else [record.repeat + i for i in range(len(merged))]
+
+
+def _per_call(record: Record) -> list[float]:
+    return list((record.info.get("counting") or {}).get("per_call") or [])
+
+
+def _pooled_counts(records: list[Record], base: Record) -> dict[str, float]:
+    """Instruction counts of several repeats: the median and spread of all their samples
+    (per call), as one repeat's are computed (bench.measure.counting)."""
+    values = [x for r in records for x in _per_call(r)]
+    median = statistics.median(values)
+    batch = base.metrics["instructions_per_call"] / base.metrics["instructions_per_item"] \
+        if base.metrics.get("instructions_per_item") else 1.0
+    return {"instructions_per_call": median, "instructions_per_item": median / batch,
+            "instructions_spread_pct": (max(values) - min(values)) / median * 100 if median
+            else 0.0}
 
 
 def _peak_metrics(records: list[Record]) -> set[str]:
