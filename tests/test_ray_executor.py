@@ -11,6 +11,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,11 +23,11 @@ ray = pytest.importorskip("ray")
 import ray_fakes  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
+from bench.engine.executor import RunContext  # noqa: E402
 from bench.engine.ray_executor import (  # noqa: E402
     SLOT_RESOURCE,
     RayExecutor,
     RayOptions,
-    TaskContext,
     check_reachable,
     connect,
 )
@@ -34,6 +35,7 @@ from bench.results import Record  # noqa: E402
 
 ray.cloudpickle.register_pickle_by_value(ray_fakes)
 NODE_ARGS: dict[str, Any] = {"object_store_memory": 80 * 2**20}
+RUN = RunContext(run_id="t", run_dir=Path("."))
 
 
 def start_cluster(*workers: dict[str, Any]) -> tuple[Cluster, list[Any]]:
@@ -62,7 +64,7 @@ def two_nodes() -> Iterator[Cluster]:
 def run_plan(executor: RayExecutor, plan: list[tuple[Any, int]],
              started: Any = lambda case, repeat: None) -> list[Record]:
     records: list[Record] = []
-    executor.execute(plan, TaskContext(run_id="t"), started,
+    executor.execute(plan, RUN, started,
                      lambda record, files: records.append(record))
     return records
 
@@ -219,7 +221,7 @@ def test_interrupt_cancels_what_is_in_flight(two_nodes: Cluster) -> None:
 
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        executor.execute(plan, TaskContext(run_id="t"), lambda c, r: None, finished)
+        executor.execute(plan, RUN, lambda c, r: None, finished)
     assert time.monotonic() - started < 25, "in-flight 30 s cases were not cancelled"
     assert [r.case_id for r in records] == [plan[0][0].case_id]
     # The slots are free again: a new case starts at once.

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import env
+from bench.engine.executor import OnFinished, OnStarted, RunContext
 from bench.errors import BenchError
 from bench.results import Record
 from bench.spec import Case
@@ -297,9 +298,6 @@ class _InFlight:
     submitted: float = field(default_factory=time.monotonic)
 
 
-#: Called with each record and the files its case wrote (run-folder relative path -> bytes).
-OnRecord = Callable[[Record, Mapping[str, bytes]], None]
-OnStarted = Callable[[Case, int], None]
 
 
 class RayExecutor:
@@ -316,6 +314,8 @@ class RayExecutor:
         self._case_nodes: dict[str, list[str]] = {}
         #: (node id, kind) -> tasks sent there and not back yet, by our count.
         self._busy: Counter[tuple[str | None, str]] = Counter()
+        #: Every node that took part, by id (a lost node stays listed).
+        self._seen: dict[str, dict[str, Any]] = {}
         self._refresh_nodes()
         self._has_gpus = any(n.gpus for n in self.nodes.values())
 
@@ -341,6 +341,8 @@ class RayExecutor:
     def environment(self) -> dict[str, Any]:
         """run.json's `env`: the nodes' environment when they all match, else the first
         node's with `mixed_hardware` listing each fingerprint (compare and report say so)."""
+        if not any(n.env for n in self.nodes.values()):
+            self.probe()
         probed = [n for n in self.nodes.values() if n.env]
         if not probed:
             raise BenchError("no node of the Ray cluster answered the environment probe within "
@@ -352,6 +354,15 @@ class RayExecutor:
         first["hostname"] = ",".join(sorted({str(n.hostname) for n in probed}))
         return first
 
+    def describe(self) -> dict[str, Any]:
+        """run.json's `executor` and `nodes` (every node seen: probed, or by its records)."""
+        self._seen.update({n.node_id: n.to_dict() for n in self.nodes.values() if n.env})
+        return {"executor": {"name": self.name, "address": self.options.address,
+                             "cpu_slots": self.options.cpu_slots,
+                             "max_retries": self.options.max_retries,
+                             "slot_resource": SLOT_RESOURCE},
+                "nodes": dict(self._seen)}
+
     def check_feasible(self, cases: Sequence[Case]) -> None:
         """Refuse, before anything runs, a plan some case of which no node could ever take."""
         kinds = {self._kind(c) for c in cases}
@@ -362,13 +373,15 @@ class RayExecutor:
                 f"'{{\"{SLOT_RESOURCE}\": 1}}'` (GPU cases need no slot)")
 
     # -- running ----------------------------------------------------------------------------
-    def execute(self, plan: Sequence[tuple[Case, int]], context: TaskContext,
-                started: OnStarted, finished: OnRecord) -> None:
+    def execute(self, plan: Sequence[tuple[Case, int]], run: RunContext,
+                started: OnStarted, finished: OnFinished) -> None:
         """Submit the plan (never more at once than the cluster can run, so the preference
         for an unused node is decided when a slot frees) and hand each record to `finished`
         as it arrives. Ctrl-C cancels what is in flight; whatever finished is handed over."""
         self.check_feasible([c for c, _ in plan])
         self._case_nodes.clear()
+        context = TaskContext(run_id=run.run_id, search_path=run.search_path,
+                              cpu_slots=self.options.cpu_slots)
         remote = self.ray.remote(self.options.case_runner or run_repeat)
         pending = {"cpu": [(i, c, r) for i, (c, r) in enumerate(plan) if self._kind(c) == "cpu"],
                    "gpu": [(i, c, r) for i, (c, r) in enumerate(plan) if self._kind(c) == "gpu"]}
@@ -509,6 +522,8 @@ class RayExecutor:
             used[used.index(item.preferred)] = node_id  # where it really ran
         if node_id in self.nodes and self.nodes[node_id].env is None:
             self.nodes[node_id].env = reply.get("env")
+        if node_id in self.nodes and node_id not in self._seen:
+            self._seen[node_id] = self.nodes[node_id].to_dict()
         return record, reply.get("files") or {}
 
     def _mark(self, record: Record, item: _InFlight) -> Record:
@@ -551,7 +566,7 @@ class RayExecutor:
         self._last_refresh = time.monotonic()
 
     def _cancel(self, in_flight: dict[Any, _InFlight], context: TaskContext,
-                finished: OnRecord) -> None:
+                finished: OnFinished) -> None:
         """Ctrl-C: ask every task to stop (its engine stops the case's worker), keep what
         finished meanwhile, then force what is left."""
         if not in_flight:
