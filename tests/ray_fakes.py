@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.spec import Case
+from bench.suite.spec import Case
 
 #: The environment every fake node reports (one kind of hardware unless a test says so).
 FAKE_ENV = {"hostname": "fake-node", "cpu_model": "Fake CPU", "gpus": [],
@@ -22,8 +22,9 @@ FAKE_ENV = {"hostname": "fake-node", "cpu_model": "Fake CPU", "gpus": [],
 def sleep_case(case: Case, repeat: int, context: Any) -> dict[str, Any]:
     import ray
 
-    from bench.isolation import Outcome
-    from bench.runner import make_record
+    from bench.engine.outcome import Outcome
+    from bench.engine.record import make_record
+    from bench.measure.protocol import Done, Findings
 
     args = dict(case.model_args)
     started = time.time()
@@ -36,7 +37,7 @@ def sleep_case(case: Case, repeat: int, context: Any) -> dict[str, Any]:
     if args.get("env_per_node"):
         node_env["cpu_model"] = f"Fake CPU {node_id[:8]}"
     samples = [1e6 * (1 + 0.01 * i) for i in range(5)]
-    record = make_record(case, Outcome(status="ok", payload={"timing": {"samples_ns": samples}}),
+    record = make_record(case, Outcome(status="ok", done=Done({"samples_ns": samples}, Findings())),
                          context.run_id, started_at=datetime.now(UTC).isoformat(),
                          duration_s=ended - started, repeat=repeat)
     from dataclasses import replace
@@ -50,7 +51,7 @@ def sleep_case(case: Case, repeat: int, context: Any) -> dict[str, Any]:
 
 def fake_case(name: str, sleep_s: float = 0.0, *, device: str = "cpu", repeats: int = 1,
               **args: Any) -> Case:
-    from bench.spec import Settings
+    from bench.suite.spec import Settings
 
     return Case(model="mlp", batch_size=1, device=device, depth=1, width=8,
                 model_args=tuple(sorted({"name": name, "sleep_s": sleep_s, **args}.items())),

@@ -31,7 +31,7 @@ from bench.engine.ray_executor import (  # noqa: E402
     check_reachable,
     connect,
 )
-from bench.results import Record  # noqa: E402
+from bench.results.record import Record  # noqa: E402
 
 ray.cloudpickle.register_pickle_by_value(ray_fakes)
 NODE_ARGS: dict[str, Any] = {"object_store_memory": 80 * 2**20}

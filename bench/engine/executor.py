@@ -14,12 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench import env
-from bench.collectors import calibration
-from bench.errors import BenchError
-from bench.isolation import backend_for
-from bench.results import Record
-from bench.spec import Case
+from bench.results.record import Record
+from bench.suite.spec import Case
 
 EXECUTORS = ("local", "ray")
 OnStarted = Callable[[Case, int], None]
@@ -38,6 +34,8 @@ class RunContext:
 
 class Executor(Protocol):
     name: str
+    #: How each case is isolated where it runs (a backend name: forkserver, spawn, inline).
+    isolation: str
 
     def environment(self) -> dict[str, Any]:
         """The environment the cases measure in (host and torch), for run.json's `env`."""
@@ -51,69 +49,3 @@ class Executor(Protocol):
                 started: OnStarted, finished: OnFinished) -> None: ...
 
     def close(self) -> None: ...
-
-
-class LocalExecutor:
-    """One case at a time on this machine, each in its own worker (`isolation`)."""
-
-    name = "local"
-
-    def __init__(self, isolation: str = "forkserver") -> None:
-        self.backend = backend_for(isolation)
-        self._environment: dict[str, Any] | None = None
-
-    def environment(self) -> dict[str, Any]:
-        from bench.runner import probe_torch
-
-        if self._environment is None:
-            self._environment = {**env.host_info(), **probe_torch(self.backend)}
-        return dict(self._environment)
-
-    def describe(self) -> dict[str, Any]:
-        return {"executor": {"name": self.name}}
-
-    def execute(self, plan: Sequence[tuple[Case, int]], context: RunContext,
-                started: OnStarted, finished: OnFinished) -> None:
-        from bench.runner import run_case
-
-        calibrations = calibration.Index(self.environment())
-        logs = None if self.backend.name == "inline" else context.run_dir / "logs"
-        for case, repeat in plan:
-            started(case, repeat)
-            finished(run_case(case, self.backend, context.run_id,
-                              search_path=context.search_path, log_dir=logs,
-                              run_dir=context.run_dir, calibrations=calibrations,
-                              repeat=repeat), {})
-
-    def close(self) -> None:
-        self.backend.close()
-
-
-@dataclass(frozen=True)
-class ExecutorOptions:
-    """How to execute a run, as the CLI and the pytest plugin take it."""
-
-    name: str = "local"
-    isolation: str = "forkserver"
-    #: Ray only: None (a Ray instance on this machine for the run), "auto" or "HOST:PORT".
-    ray_address: str | None = None
-    cpu_slots: int = 1
-
-    def __post_init__(self) -> None:
-        if self.name not in EXECUTORS:
-            raise BenchError(f"unknown executor {self.name!r}; use one of {', '.join(EXECUTORS)}")
-        if self.name != "ray" and (self.ray_address is not None or self.cpu_slots != 1):
-            raise BenchError("--ray-address and --cpu-slots apply to --executor ray only")
-        if self.name == "ray" and self.isolation != "forkserver":
-            raise BenchError(f"--isolation {self.isolation} cannot run on Ray: each node runs "
-                             "cases in forkserver workers (drop --isolation)")
-
-
-def make_executor(options: ExecutorOptions) -> Executor:
-    """The executor, connected and ready: a bad address or a missing Ray fails here, before
-    any run folder is made."""
-    if options.name == "ray":
-        from bench.engine.ray_executor import RayExecutor, RayOptions
-
-        return RayExecutor(RayOptions(address=options.ray_address, cpu_slots=options.cpu_slots))
-    return LocalExecutor(options.isolation)

@@ -36,10 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import env
+from bench.collectors import peaks_cache
+from bench.engine.case import probe_torch, run_case
 from bench.engine.executor import OnFinished, OnStarted, RunContext
+from bench.engine.outcome import Outcome
+from bench.engine.process import ProcessBackend
+from bench.engine.record import make_record
 from bench.errors import BenchError
-from bench.results import Record
-from bench.spec import Case
+from bench.results.record import Record
+from bench.suite.spec import Case
 
 #: The per-node resource a timed CPU case holds; declare it on every node that runs CPU
 #: cases: `ray start ... --resources='{"archbench_cpu_slot": 1}'`.
@@ -188,15 +193,11 @@ class NodeSide:
     workers measure the cases, and this node's environment (read once)."""
 
     def __init__(self) -> None:
-        from bench.collectors import calibration
-        from bench.isolation import ProcessBackend
-        from bench.runner import probe_torch
-
         self.backend = ProcessBackend("forkserver")
         host = env.host_info()
         host.pop("cuda_visible_devices", None)  # per task, not per node: kept in each record
         self.env: dict[str, Any] = {**host, **probe_torch(self.backend)}
-        self.calibrations = calibration.Index(self.env)
+        self.calibrations = peaks_cache.Index(self.env)
 
 
 _node_side: NodeSide | None = None
@@ -217,8 +218,6 @@ def probe_node() -> dict[str, Any]:
 def run_repeat(case: Case, repeat: int, context: TaskContext) -> dict[str, Any]:
     """Task: measure one repeat of a case with the node-local engine; the record as a dict,
     with the files the case wrote (log, profiler trace) to store in the driver's run folder."""
-    from bench.runner import run_case
-
     side = node_side()
     node_id = _ray_node_id()
     gpu_ids = _gpu_ids() if context.gpu else []
@@ -304,6 +303,7 @@ class RayExecutor:
     """Runs a plan of (case, repeat) on a Ray cluster; see the module docstring."""
 
     name = "ray"
+    isolation = "forkserver"
 
     def __init__(self, options: RayOptions) -> None:
         self.options = options
@@ -536,9 +536,6 @@ class RayExecutor:
         return replace(record, warnings=warnings, info={**record.info, "executor": executor})
 
     def _lost(self, item: _InFlight, context: TaskContext, reason: str, detail: str) -> Record:
-        from bench.isolation import Outcome
-        from bench.runner import make_record
-
         used = self._case_nodes.get(item.case.case_id, [])
         if item.preferred in used:
             used.remove(item.preferred)
