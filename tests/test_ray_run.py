@@ -99,3 +99,28 @@ def test_a_sweep_through_ray_matches_the_local_engine_and_resumes(write_suite, t
     assert outcome(remote) == outcome(local), "every repeat exactly once after the resume"
     last = json.loads((remote / "results.jsonl").read_text().splitlines()[-1])
     assert (last["case_id"], last["repeat"]) == (dropped["case_id"], dropped["repeat"])
+
+
+def test_pytest_ray_options_are_checked(write_suite, tmp_path):
+    path = write_suite('[[sweep]]\nmodel = "mlp"\n')
+    done = subprocess.run([sys.executable, "-m", "pytest", str(path), "-p", "no:cacheprovider",
+                           "--archbench-cpu-slots", "2"], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 4  # pytest's usage error
+    assert "--cpu-slots apply to --executor ray only" in done.stderr
+
+
+@pytest.mark.slow
+def test_pytest_measures_suite_cases_on_ray(write_suite, tmp_path):
+    pytest.importorskip("ray")
+    path = write_suite('[[sweep]]\nmodel = "mlp"\ndepth = 1\nwidth = [8, 16]\n'
+                       'device = ["cpu", "cuda"]\n')
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "pytest", str(path), "-p", "no:cacheprovider",
+                           "--archbench-executor", "ray", "--archbench-out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "2 passed, 2 skipped" in done.stdout
+    assert "archbench: measuring [4/4]" in done.stdout
+    assert read_run(out)["executor"]["name"] == "ray"
+    assert all(r.info["node"]["node_id"] for r in read_records(out / "results.jsonl"))
