@@ -104,14 +104,16 @@ def make_executor(options: RunOptions, backend: Backend | None = None) -> Execut
 
 
 def run(suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
-        observer: RunObserver | None = None, backend: Backend | None = None) -> RunResult:
+        observer: RunObserver | None = None, backend: Backend | None = None,
+        executor: Executor | None = None) -> RunResult:
     """Run `cases` (taken from `suites`) into a run folder; returns the records of this run.
 
     A case with `repeats = R` is measured by R workers: the run visits the cases round-robin
     R times, so each case's repeats sample the machine at different moments of the run.
-    `backend` replaces the one `options.isolation` names (tests run the plan without workers).
+    `backend` replaces the one `options.isolation` names (tests run the plan without workers);
+    `executor` the one `options.executor` names (benchmarks run stand-in cases on Ray).
     """
-    session = RunSession(suites, cases, options, backend)
+    session = RunSession(suites, cases, options, backend, executor)
     plan = session.plan(cases)
     total = len(plan) + session.skipped
     result = RunResult(run_dir=session.run_dir, skipped=session.skipped)
@@ -218,8 +220,8 @@ class RunSession:
     """
 
     def __init__(self, suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
-                 backend: Backend | None = None) -> None:
-        self.executor = make_executor(options, backend)
+                 backend: Backend | None = None, executor: Executor | None = None) -> None:
+        self.executor = executor or make_executor(options, backend)
         try:
             self.run_dir = _prepare_run_dir(suites, options)
             self.store = ResultsStore(self.run_dir)
