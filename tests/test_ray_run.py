@@ -85,7 +85,7 @@ def test_a_sweep_through_ray_matches_the_local_engine_and_resumes(write_suite, t
     assert node["env"]["torch_version"] and node["env"]["cpu_model"]
     for record in read_records(remote / "results.jsonl"):
         assert record.info["node"]["node_id"] == node_id
-        assert record.info["node"]["fingerprint_hash"] == node["hardware"]
+        assert record.info["node"]["hardware"] == node["hardware"]
         if record.status == "ok":
             assert record.samples_ns and record.info["worker_pid"]
 

@@ -173,7 +173,7 @@ class Node:
     @property
     def hardware(self) -> str:
         """Nodes with equal values here are the same hardware (repeats may move between them)."""
-        return env.fingerprint_hash(self.env) if self.env else f"unknown:{self.node_id}"
+        return env.hardware_hash(self.env) if self.env else f"unknown:{self.node_id}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"node_id": self.node_id, "hostname": self.hostname, "address": self.address,
@@ -255,7 +255,7 @@ def node_summary(node_id: str, node_env: Mapping[str, Any], gpu_ids: Sequence[st
             "torch_version": node_env.get("torch_version"),
             "cuda_version": node_env.get("cuda_version"),
             "fingerprint": env.fingerprint(node_env),
-            "fingerprint_hash": env.fingerprint_hash(node_env)}
+            "hardware": env.hardware_hash(node_env)}
 
 
 def _ray_node_id() -> str:
