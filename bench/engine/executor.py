@@ -45,6 +45,10 @@ class Executor(Protocol):
         """Extra run.json entries: how the run executed (and on which nodes)."""
         ...
 
+    def check(self, cases: Sequence[Case]) -> None:
+        """Raise a BenchError, before the run folder is made, if some case cannot run."""
+        ...
+
     def execute(self, plan: Sequence[tuple[Case, int]], context: RunContext,
                 started: OnStarted, finished: OnFinished) -> None: ...
 

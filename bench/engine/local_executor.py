@@ -31,6 +31,9 @@ class LocalExecutor:
     def describe(self) -> dict[str, Any]:
         return {"executor": {"name": self.name}}
 
+    def check(self, cases: Sequence[Case]) -> None:
+        """Every case can run here (one a machine cannot run is recorded `unsupported`)."""
+
     def execute(self, plan: Sequence[tuple[Case, int]], context: RunContext,
                 started: OnStarted, finished: OnFinished) -> None:
         calibrations = peaks_cache.Index(self.environment())

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -193,6 +194,10 @@ class NodeSide:
     workers measure the cases, and this node's environment (read once)."""
 
     def __init__(self) -> None:
+        # multiprocessing re-runs the parent's main script in every child it starts; here
+        # that is Ray's worker script, whose imports cost each case's worker about a second
+        # and give it nothing. Without a file to re-run, children start as on one machine.
+        sys.modules["__main__"].__dict__.pop("__file__", None)
         self.backend = ProcessBackend("forkserver")
         host = env.host_info()
         host.pop("cuda_visible_devices", None)  # per task, not per node: kept in each record
@@ -362,6 +367,10 @@ class RayExecutor:
                              "max_retries": self.options.max_retries,
                              "slot_resource": SLOT_RESOURCE},
                 "nodes": dict(self._seen)}
+
+    def check(self, cases: Sequence[Case]) -> None:
+        """Before a run folder is made: refuse a run some case of which no node can take."""
+        self.check_feasible(cases)
 
     def check_feasible(self, cases: Sequence[Case]) -> None:
         """Refuse, before anything runs, a plan some case of which no node could ever take."""

@@ -221,8 +221,11 @@ class RunSession:
 
     def __init__(self, suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
                  backend: Backend | None = None, executor: Executor | None = None) -> None:
+        #: An executor handed in is the caller's to close (it may run more than one run).
+        self._own_executor = executor is None
         self.executor = executor or make_executor(options, backend)
         try:
+            self.executor.check(cases)
             self.run_dir = _prepare_run_dir(suites, options)
             self.store = ResultsStore(self.run_dir)
             #: (case_id, repeat) on disk: from the run resumed, then each one stored.
@@ -232,7 +235,8 @@ class RunSession:
             self.meta = _run_meta(self.run_dir, suites, cases, options, self.executor,
                                   self.store)
         except BaseException:
-            self.executor.close()
+            if self._own_executor:
+                self.executor.close()
             raise
         self.store.write_run(self.meta)
         self.search_path = _search_path(suites)
@@ -330,7 +334,8 @@ class RunSession:
             self.meta.update(self.executor.describe())
             _finish(self.store, self.meta, status)
         finally:
-            self.executor.close()
+            if self._own_executor:
+                self.executor.close()
 
     def _write_file(self, name: str, data: bytes) -> None:
         relative = PurePosixPath(name)
