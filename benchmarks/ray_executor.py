@@ -324,7 +324,7 @@ def faults(out: Path) -> dict[str, Any]:
         result[f"node_lost_max_retries_{retries}"] = {
             "cases": len(cases), "records": len(records), "unique": len(set(keys)),
             "statuses": dict(Counter(r.status for r in records)),
-            "retried_elsewhere": len(moved),
+            "sent_to_lost_node_recorded_from_another": len(moved),
             "lost_reasons": [r.reason for r in records if r.status != "ok"],
             "run_records": len(run_result.records)}
         print(f"  node lost (max_retries={retries}): {result[f'node_lost_max_retries_{retries}']}",
@@ -332,8 +332,11 @@ def faults(out: Path) -> dict[str, Any]:
 
     # Ctrl-C (SIGINT to the process group, as a terminal sends it), then --resume.
     run_dir = out / "interrupted"
+    # A shell starts background jobs with SIGINT ignored, and a child inherits that (Python
+    # then installs no KeyboardInterrupt handler): give the run the default disposition.
     process = archbench(suite.path, "--executor", "ray", "--out", str(run_dir),
-                        start_new_session=True)
+                        start_new_session=True,
+                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     jsonl = run_dir / "results.jsonl"
     while time.time() < deadline and (not jsonl.exists() or
@@ -344,13 +347,14 @@ def faults(out: Path) -> dict[str, Any]:
     stdout, stderr = process.communicate(timeout=120)
     stopped_s = time.time() - sent
     partial = list(read_records(jsonl))
+    status_after = read_run(run_dir)["status"]
     resumed = archbench(suite.path, "--executor", "ray", "--out", str(run_dir), "--resume")
     resumed.communicate(timeout=600)
     final = list(read_records(jsonl))
     keys = [(r.case_id, r.repeat) for r in final]
     result["interrupt_then_resume"] = {
         "exit_code": process.returncode, "stopped_after_sigint_s": stopped_s,
-        "status_after_interrupt": "see run.json history",
+        "run_status_after_interrupt": status_after,
         "records_after_interrupt": len(partial), "resume_exit_code": resumed.returncode,
         "records_after_resume": len(final), "unique": len(set(keys)), "cases": len(cases),
         "run_status": read_run(run_dir)["status"],
@@ -391,14 +395,17 @@ def overlaps(spans: list[tuple[float, float]]) -> int:
 
 
 def gpus(out: Path) -> dict[str, Any]:
-    c = cluster({"num_cpus": 4, "num_gpus": 4, "resources": {SLOT_RESOURCE: 1}})
+    # CPU cases last long enough for a node's second Ray worker process to start (seconds on
+    # this loaded machine), so that --cpu-slots 2 can show two at once.
+    c = cluster({"num_cpus": 4, "num_gpus": 4, "resources": {SLOT_RESOURCE: 1}},
+                head={"num_cpus": 2})
     result: dict[str, Any] = {}
     try:
         for slots in (1, 2):
             executor = RayExecutor(RayOptions(case_runner=ray_fakes.sleep_case, cpu_slots=slots))
             executor.probe()
             plan = ([(ray_fakes.fake_case(f"g{i}", 0.5, device="cuda"), 0) for i in range(16)]
-                    + [(ray_fakes.fake_case(f"c{i}", 1.5), 0) for i in range(8)])
+                    + [(ray_fakes.fake_case(f"c{i}", 4.0), 0) for i in range(8)])
             records: list[Record] = []
             executor.execute(plan, RunContext("g", out), lambda c, r: None,
                              lambda r, f, into=records: into.append(r))

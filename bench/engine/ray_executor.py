@@ -520,10 +520,13 @@ class RayExecutor:
             return self._lost(item, context, f"archbench's task failed on its node "
                               f"({type(exc.cause).__name__}: {exc.cause})", str(exc)), {}
         except self.ray.exceptions.RayError as exc:
+            retries = self.options.max_retries
+            again = (f"so did the {retries} retr{'y' if retries == 1 else 'ies'} Ray ran "
+                     "elsewhere" if retries else "retries were off")
             return self._lost(item, context,
                               f"lost: the node or Ray worker running this repeat died "
-                              f"({type(exc).__name__}), and so did the {self.options.max_retries}"
-                              f" retries Ray ran elsewhere; run again with --resume", str(exc)), {}
+                              f"({type(exc).__name__}), and {again}; run again with --resume",
+                              str(exc)), {}
         record = self._mark(Record.from_dict(reply["record"]), item)
         node_id = str(reply.get("node_id"))
         used = self._case_nodes.setdefault(item.case.case_id, [])
