@@ -492,6 +492,8 @@ def scaling(out: Path, measured: dict[str, Any] | None = None) -> dict[str, Any]
     driver_s = (measured or {}).get("memory", {}).get("driver_ms_per_record", 2.0) / 1e3
     dispatch_s = max((measured or {}).get("overhead", {}).get("extra_ms", 20.0), 0.0) / 1e3
     result["model"] = {"driver_s_per_record": driver_s, "dispatch_s": dispatch_s}
+    for workers, row in result["measured"].items():  # the model against the measurement
+        row["model_s"] = simulate(times, workers, driver_s, dispatch_s)
     result["simulated"] = {}
     for label, count, mean_s in (("short cases (mean 0.2 s)", 2000, 0.2),
                                  ("typical sweep (mean 20 s)", 2000, 20.0)):
