@@ -27,6 +27,7 @@ import heapq
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -528,7 +529,8 @@ def main() -> None:
     for name in args.sections or SECTIONS:
         print(f"== {name}", flush=True)
         folder = out / name
-        folder.mkdir(exist_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)  # a section starts from empty run folders
+        folder.mkdir()
         started = time.time()
         fn = globals()[name]
         results[name] = fn(folder, results) if name == "scaling" else fn(folder)
