@@ -5,7 +5,7 @@ timeout, crash and OOM isolation, the parent-side samplers) and returns the reco
 stores records as they arrive. Ray's worker processes are never the measured process: they
 play the part the `archbench run` process plays on one machine.
 
-Noisy neighbours are kept apart with Ray resources, not a scheduler of our own:
+Noisy neighbours are kept apart with Ray resources, which Ray enforces:
 
 - a GPU case asks for one whole GPU (`num_gpus=1`), so no two timed cases share a device;
   Ray sets `CUDA_VISIBLE_DEVICES` for the task and the case's worker is handed the same value;
@@ -16,9 +16,8 @@ Noisy neighbours are kept apart with Ray resources, not a scheduler of our own:
 The driver sends no more tasks than the cluster has slots, each to a node with a free slot,
 preferring for a repeat a node of the same hardware that has not run that case yet (a soft
 node affinity: Ray still enforces the resources, assigns the GPU, and moves the task if the
-node dies). A node lost mid-case makes Ray run
-the task again elsewhere, up to `max_retries` times; after that the repeat is recorded
-`crashed` with a reason that says so.
+node dies). A node lost mid-case makes Ray run the task again elsewhere, up to `max_retries`
+times; after that the repeat is recorded `crashed` with a reason that says so.
 """
 
 from __future__ import annotations
@@ -100,7 +99,6 @@ class TaskContext:
 
     run_id: str
     search_path: tuple[str, ...] = ()
-    cpu_slots: int = 1
     #: The record's `device` is a GPU one and the cluster has GPUs: this task holds one.
     gpu: bool = False
 
@@ -302,8 +300,6 @@ class _InFlight:
     submitted: float = field(default_factory=time.monotonic)
 
 
-
-
 class RayExecutor:
     """Runs a plan of (case, repeat) on a Ray cluster; see the module docstring."""
 
@@ -389,8 +385,7 @@ class RayExecutor:
         as it arrives. Ctrl-C cancels what is in flight; whatever finished is handed over."""
         self.check_feasible([c for c, _ in plan])
         self._case_nodes.clear()
-        context = TaskContext(run_id=run.run_id, search_path=run.search_path,
-                              cpu_slots=self.options.cpu_slots)
+        context = TaskContext(run_id=run.run_id, search_path=run.search_path)
         remote = self.ray.remote(self.options.case_runner or run_repeat)
         pending = {"cpu": [(i, c, r) for i, (c, r) in enumerate(plan) if self._kind(c) == "cpu"],
                    "gpu": [(i, c, r) for i, (c, r) in enumerate(plan) if self._kind(c) == "gpu"]}
