@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 STORE_ENV = "ARCHBENCH_HISTORY"
 DEFAULT_STORE = Path(".archbench") / "history"
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+#: Commits analysed by default: enough context for any level, and a bounded cost per command
+#: whatever the store's age (conbench looks back 100 commits, Otava 50 at a time).
+DEFAULT_COMMITS = 250
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -125,6 +128,8 @@ def _query_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--branch", metavar="NAME", help="only runs of this branch")
     parser.add_argument("--env", metavar="FINGERPRINT",
                         help="only this environment (a fingerprint prefix, as shown)")
+    parser.add_argument("--commits", type=int, default=DEFAULT_COMMITS, metavar="N",
+                        help=f"analyse the newest N commits (default {DEFAULT_COMMITS}; 0: all)")
     parser.add_argument("--dirty", action="store_true",
                         help="include runs of dirty working trees (left out by default: their "
                              "code is not the commit's)")
@@ -210,8 +215,11 @@ def _history(args: argparse.Namespace) -> History:
     from bench.history import PointQuery, load_history
 
     store = open_store(args.store)
+    if args.commits < 0:
+        raise ResultsError(f"--commits {args.commits}: give a number of commits, or 0 for all")
     query = PointQuery(patterns=tuple(args.patterns), branch=args.branch,
-                       include_dirty=args.dirty, fingerprint=args.env)
+                       include_dirty=args.dirty, fingerprint=args.env,
+                       last_commits=args.commits)
     history = load_history(store, query)
     if not history.series:
         what = f" matching {' '.join(args.patterns)}" if args.patterns else ""

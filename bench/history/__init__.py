@@ -32,10 +32,11 @@ __all__ = ["Accepted", "AddResult", "Change", "CheckResult", "DetectOptions", "F
            "load_history", "series_from_points"]
 
 
-def load_history(store: HistoryStore, query: PointQuery = PointQuery(),
-                 options: DetectOptions = DetectOptions()) -> History:
+def load_history(store: HistoryStore, query: PointQuery | None = None,
+                 options: DetectOptions | None = None) -> History:
     """Every series the query selects, fitted, with its findings grouped by commit."""
-    return analyse(series_from_points(store.points(query)), store.accepted(), options)
+    return analyse(series_from_points(store.points(query or PointQuery())), store.accepted(),
+                   options or DetectOptions())
 
 
 def add_run(store: HistoryStore, run: str | Path, *, source: str = "archbench run",

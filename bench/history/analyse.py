@@ -129,7 +129,7 @@ class History:
 
 def series_from_points(points: pd.DataFrame) -> list[Series]:
     """Split the store's points frame (ordered by series, then time) into series."""
-    out = []
+    out: list[Series] = []
     if points.empty:
         return out
     for (fp, case_id), group in points.groupby(["fingerprint", "case_id"], sort=False):
@@ -276,11 +276,11 @@ def latest_levels(history: History) -> list[dict[str, Any]]:
     rows = []
     for s in history.series:
         fit = history.fits[s.key]
-        change = latest.get(s.key)
+        newest = latest.get(s.key)
         rows.append({"series": s, "level_ms": float(s.level_ms[-1]),
                      "low_ms": float(s.low_ms[-1]), "high_ms": float(s.high_ms[-1]),
                      "points": len(s.commits), "noise_pct": 100 * float(
                          np.hypot(fit.tau, fit.se_median)),
                      "changes": counts.get(s.key, 0),
-                     "last_change": change})
+                     "last_change": newest})
     return rows

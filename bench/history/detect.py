@@ -3,12 +3,15 @@
 A history point is one commit's measurement of a case: the log of its level (the geometric
 mean of the per-repeat medians, or the median when one worker measured it) and the standard
 error of that log (from the spread of the per-repeat medians, or from the median's
-distribution-free interval). The detector is ruptures' PELT, exact for a penalised cost, with
-a cost of our own: the weighted squared error of each segment around its weighted mean, the
-weight of a point being 1 / (its own variance + the series' run-to-run variance). So a
-point measured with wide intervals moves the fit less, and a series whose runs wander needs
-a bigger or longer-lasting step before it is called a change: what the penalty asks of
-every series is the same amount of *evidence*, not the same size.
+distribution-free interval). The detector is ruptures' binary segmentation (split where the
+cost drops most, while the drop exceeds the penalty), with a cost of our own: the weighted
+squared error of each segment around its weighted mean, the weight of a point being
+1 / (its own variance + the series' run-to-run variance). So a point measured with wide
+intervals moves the fit less, and a series whose runs wander needs a bigger or
+longer-lasting step before it is called a change: what the penalty asks of every series is
+the same amount of *evidence*, not the same size. (ruptures' PELT, exact
+where binary segmentation is greedy, took 160 ms per 200-commit series here against 4 ms:
+its pure-Python search keeps nearly every candidate alive on a flat series.)
 
 The run-to-run variance (tau^2) is what a run's own intervals cannot see: the machine drifting
 between one commit's run and the next. It is estimated from the series itself, robustly (the
@@ -19,13 +22,14 @@ across a neighbouring change point): the step as a ratio with its Welch t-interv
 logs (the same test the gate uses on per-repeat medians), and classified:
 
 - `step`: the level moved between two consecutive commits;
-- `drift`: several changes in the same direction within `drift_gap` points of each other,
-  or one change whose neighbourhood a straight ramp fits better than a step: reported
-  once, as the commit range it spans and the total change across it.
+- `drift`: changes in the same direction within `drift_gap` points of each other (one or
+  several) whose neighbourhood a ramp fits better than a single step (by the Bayesian
+  information criterion): reported once, as the commits it spans and the total change.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -39,7 +43,7 @@ import numpy as np
 DEFAULT_PENALTY = 4.0
 #: Points a side that describe a change (its step and interval).
 DEFAULT_WINDOW = 30
-#: Same-direction changes at most this many points apart form one drift.
+#: Same-direction changes at most this many points apart are tested together as one drift.
 DEFAULT_DRIFT_GAP = 6
 #: Smallest segment: a change needs this many commits at its new level to be confirmed, so a
 #: single outlying run is never a change point.
@@ -103,7 +107,7 @@ class _WeightedL2:
     """Weighted squared error of a segment around its weighted mean, O(1) by prefix sums.
 
     ruptures calls `error(start, end)` for every candidate segment; prefix sums make each call
-    constant time, so PELT on a few hundred commits takes milliseconds.
+    constant time.
     """
 
     model = "weighted-l2"
@@ -174,9 +178,10 @@ def fit_series(log_level: Sequence[float] | np.ndarray, se: Sequence[float] | np
     """Change points of one series (oldest point first).
 
     `repeats` is how many per-repeat medians each point's error came from (None: many, as
-    for an error from one worker's samples). `forced` are indices where a new level starts regardless (accepted changes): the series is
-    cut there and each part is fitted on its own, so an accepted change is neither reported
-    again nor lets the old level bleed into the new one.
+    for an error from one worker's samples). `forced` are indices where a new level starts
+    regardless (accepted changes): the series is cut there and each part is fitted on its
+    own, so an accepted change is neither reported again nor lets the old level bleed into
+    the new one.
     """
     y = np.asarray(log_level, dtype=float)
     s = np.asarray(se, dtype=float)
@@ -195,7 +200,7 @@ def fit_series(log_level: Sequence[float] | np.ndarray, se: Sequence[float] | np
         bounds += [a + k for k in _segment(y[a:b], weight[a:b], penalty)]
     bounds = sorted(set(bounds))
     levels = [float(np.average(y[a:b], weights=weight[a:b]))
-              for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+              for a, b in itertools.pairwise(bounds)]
     detected = [b for b in bounds[1:-1] if b not in cuts]
     points = _describe(y, bounds, detected, window)
     accepted = _describe(y, bounds, [c for c in cuts if c in bounds], window)

@@ -261,7 +261,7 @@ def _stable_id(text: str) -> str:
 
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in metrics.items():
         if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
             out[key] = value

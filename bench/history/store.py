@@ -36,7 +36,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,7 +55,9 @@ LOCK = ".lock"
 #: Files at one level that merge into one file of the next: bounds the files a query opens
 #: (DuckDB pays about a millisecond per file) at about COMPACT_AT per level.
 COMPACT_AT = 32
+#: File metadata: the files a compacted file replaces, and the run ids a file holds.
 _REPLACES = b"archbench.replaces"
+_RUNS = b"archbench.runs"
 
 
 @dataclass(frozen=True)
@@ -84,13 +86,15 @@ class Accepted:
 @dataclass(frozen=True)
 class PointQuery:
     """Which points to read: a case pattern (substring or glob of the name, or a case_id),
-    one branch, dirty working trees or not, one environment fingerprint (prefix)."""
+    one branch, dirty working trees or not, one environment fingerprint (prefix), the newest
+    commits only."""
 
     patterns: tuple[str, ...] = ()
     branch: str | None = None
     include_dirty: bool = False
     fingerprint: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    #: Only the newest this many commits (0: all), as a window for long histories.
+    last_commits: int = 0
 
 
 def matches(name: str, case_id: str, pattern: str) -> bool:
@@ -135,15 +139,20 @@ class HistoryStore:
     def live_files(self) -> list[Path]:
         """The data files a reader counts: every `*.parquet`, less those a live compacted file
         replaces (left behind by a crash between writing the merge and deleting its inputs)."""
+        return list(self._live_index())
+
+    def _live_index(self) -> dict[Path, frozenset[str]]:
+        """Live files and the run ids each holds, both from the files' own metadata."""
         import pyarrow.parquet as pq
 
         files = sorted((self.path / DATA).glob("L*.parquet"))
         replaced: set[str] = set()
+        runs: dict[Path, frozenset[str]] = {}
         for file in files:
-            if not file.name.startswith("L0-"):
-                meta = pq.read_metadata(file).metadata or {}
-                replaced.update(json.loads(meta.get(_REPLACES, b"[]")))
-        return [f for f in files if f.name not in replaced]
+            meta = pq.read_metadata(file).metadata or {}
+            replaced.update(json.loads(meta.get(_REPLACES, b"[]")))
+            runs[file] = frozenset(json.loads(meta.get(_RUNS, b"[]")))
+        return {f: r for f, r in runs.items() if f.name not in replaced}
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -164,7 +173,7 @@ class HistoryStore:
         con = duckdb.connect()
         files = self.live_files()
         if files:
-            names = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+            names = ", ".join(f"'{_sql_text(str(f))}'" for f in files)
             con.execute(f"CREATE VIEW records AS SELECT * FROM read_parquet([{names}], "
                         "union_by_name = true)")
         else:
@@ -181,8 +190,9 @@ class HistoryStore:
             return AddResult(added=0, skipped=0)
         run_ids = sorted({str(r["run_id"]) for r in rows})
         with self._locked():
-            self._clean()
-            have = self._stored_keys(run_ids)
+            index = self._live_index()
+            self._clean(index)
+            have = self._stored_keys(run_ids, index)
             fresh: list[Mapping[str, Any]] = []
             seen: set[tuple[str, str]] = set()
             for row in rows:
@@ -192,22 +202,34 @@ class HistoryStore:
                     seen.add(key)
             written = None
             if fresh:
-                written = self._write(to_table(fresh), level=0)
-                self._compact()
+                runs = sorted({str(r["run_id"]) for r in fresh})
+                written = self._write(to_table(fresh), level=0, runs=runs)
+                index[written] = frozenset(runs)
+                self._compact(index)
         return AddResult(added=len(fresh), skipped=len(rows) - len(fresh),
                          runs=tuple(run_ids), file=written.name if written else None)
 
-    def _stored_keys(self, run_ids: list[str]) -> set[tuple[str, str]]:
-        con = self.connect()
-        found = con.execute("SELECT DISTINCT run_id, case_id FROM records "
-                            "WHERE list_contains(?, run_id)", [run_ids]).fetchall()
+    def _stored_keys(self, run_ids: list[str],
+                     index: Mapping[Path, frozenset[str]]) -> set[tuple[str, str]]:
+        """(run_id, case_id) already stored for these runs; only files whose metadata lists
+        one of the runs are read, so appending a new run reads no data at all."""
+        import duckdb
+
+        wanted = set(run_ids)
+        files = [f for f, runs in index.items() if runs & wanted]
+        if not files:
+            return set()
+        found = duckdb.connect().execute(
+            "SELECT DISTINCT run_id, case_id FROM read_parquet(?, union_by_name = true) "
+            "WHERE list_contains(?, run_id)", [[str(f) for f in files], run_ids]).fetchall()
         return {(str(a), str(b)) for a, b in found}
 
-    def _write(self, table: Any, *, level: int) -> Path:
+    def _write(self, table: Any, *, level: int, runs: Sequence[str]) -> Path:
         import pyarrow.parquet as pq
 
         final = self._new_name(level)
         tmp = final.with_name(f".{final.name}.tmp")
+        table = table.replace_schema_metadata({_RUNS: json.dumps(list(runs)).encode()})
         pq.write_table(table, tmp, compression="zstd")
         _fsync(tmp)
         os.replace(tmp, final)
@@ -217,36 +239,38 @@ class HistoryStore:
     def _new_name(self, level: int) -> Path:
         return self.path / DATA / f"L{level}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
 
-    def _compact(self) -> None:
+    def _compact(self, index: dict[Path, frozenset[str]]) -> None:
         """Merge COMPACT_AT files of a level into one of the next, level by level."""
         import duckdb
 
         level = 0
         while True:
-            files = [f for f in self.live_files() if f.name.startswith(f"L{level}-")]
+            files = [f for f in index if f.name.startswith(f"L{level}-")]
             if len(files) < COMPACT_AT:
                 return
             final = self._new_name(level + 1)
             tmp = final.with_name(f".{final.name}.tmp")
-            names = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-            replaces = json.dumps([f.name for f in files]).replace("'", "''")
+            meta = {_REPLACES.decode(): json.dumps([f.name for f in files]),
+                    _RUNS.decode(): json.dumps(sorted(set().union(*(index[f] for f in files))))}
+            options = ", ".join(f"'{k}': '{_sql_text(v)}'" for k, v in meta.items())
             duckdb.connect().execute(
-                f"COPY (SELECT * FROM read_parquet([{names}], union_by_name = true)) "
-                f"TO '{str(tmp).replace(chr(39), chr(39) * 2)}' (FORMAT parquet, "
-                f"COMPRESSION zstd, KV_METADATA {{'{_REPLACES.decode()}': '{replaces}'}})")
+                "COPY (SELECT * FROM read_parquet(?, union_by_name = true)) "
+                f"TO '{_sql_text(str(tmp))}' (FORMAT parquet, COMPRESSION zstd, "
+                f"KV_METADATA {{{options}}})", [[str(f) for f in files]])
             _fsync(tmp)
             os.replace(tmp, final)
             _fsync(final.parent)
+            index[final] = frozenset(json.loads(meta[_RUNS.decode()]))
             for file in files:
                 file.unlink(missing_ok=True)
+                del index[file]
             level += 1
 
-    def _clean(self) -> None:
+    def _clean(self, index: Mapping[Path, frozenset[str]]) -> None:
         """Under the lock: remove what a crashed writer left (temporary files, and inputs a
         finished merge replaced)."""
-        live = set(self.live_files())
         for file in (self.path / DATA).iterdir():
-            if file.name.endswith(".tmp") or (file.suffix == ".parquet" and file not in live):
+            if file.name.endswith(".tmp") or (file.suffix == ".parquet" and file not in index):
                 file.unlink(missing_ok=True)
 
     # ---- reading ----------------------------------------------------------------------------
@@ -278,6 +302,10 @@ class HistoryStore:
         if query.fingerprint:
             where.append("starts_with(fingerprint, ?)")
             params.append(query.fingerprint)
+        if query.last_commits:
+            where.append("commit IN (SELECT commit FROM records GROUP BY commit "
+                         "ORDER BY min(commit_time) DESC, commit DESC LIMIT ?)")
+            params.append(int(query.last_commits))
         con = self.connect()
         sql = f"""
             WITH r AS (SELECT * FROM records WHERE {' AND '.join(where)}),
@@ -357,6 +385,11 @@ class HistoryStore:
                                f"({len(hits)} commits start with it); give more of it")
         raise ResultsError(f'commit "{ref}" is not in {self.path} (the newest are: {recent}); '
                            "give a commit the store has runs of (at least 4 characters)")
+
+
+def _sql_text(text: str) -> str:
+    """Text inside a single-quoted SQL literal."""
+    return text.replace("'", "''")
 
 
 def _fsync(path: Path) -> None:
