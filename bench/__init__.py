@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from bench._version import __version__
+
+__all__ = ["__version__", "load"]
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -16,6 +18,6 @@ if TYPE_CHECKING:
 
 def load(paths: Any) -> pd.DataFrame:
     """Load one or more run folders (or results.jsonl files) as a pandas DataFrame."""
-    from bench.results import load as _load
+    from bench.results.frame import load as _load
 
     return _load(paths)

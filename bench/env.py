@@ -21,16 +21,16 @@ from typing import Any
 
 import psutil
 
-#: Keys whose values must agree for two runs to be compared (see bench.compare).
+#: Keys whose values must agree for two runs to be compared (see bench.gate.compare).
 FINGERPRINT_KEYS = ("cpu_model", "gpus", "torch_version", "cuda_version", "threads")
 
 
 def host_info(cwd: str | Path | None = None) -> dict[str, Any]:
     """Machine, OS, Python, CPU, GPUs (through NVML, never CUDA) and the git state."""
-    cpu_freq = _safe(psutil.cpu_freq)
+    cpu_freq = safe(psutil.cpu_freq)
     info: dict[str, Any] = {
         "hostname": socket.gethostname(),
-        "user": _safe(getpass.getuser),
+        "user": safe(getpass.getuser),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
@@ -48,30 +48,6 @@ def host_info(cwd: str | Path | None = None) -> dict[str, Any]:
     }
     info["gpus"], info["gpu_error"] = nvml_gpus()
     info.update(git_state(cwd))
-    return info
-
-
-def torch_info() -> dict[str, Any]:
-    """Torch build and settings, read inside the worker (imports torch, may query CUDA)."""
-    import torch
-
-    info: dict[str, Any] = {
-        "torch_version": str(torch.__version__),
-        "cuda_version": torch.version.cuda,
-        "cudnn_version": torch.backends.cudnn.version() if torch.backends.cudnn.is_available()
-        else None,
-        "cpu_capability": _safe(torch.backends.cpu.get_cpu_capability),
-        "mkldnn": torch.backends.mkldnn.is_available(),
-        "default_threads": torch.get_num_threads(),
-        "interop_threads": torch.get_num_interop_threads(),
-        "cuda_available": torch.cuda.is_available(),
-    }
-    if info["cuda_available"]:
-        info["cuda_devices"] = [
-            {"index": i, "name": torch.cuda.get_device_name(i),
-             "capability": list(torch.cuda.get_device_capability(i))}
-            for i in range(torch.cuda.device_count())
-        ]
     return info
 
 
@@ -123,7 +99,7 @@ def nvml_gpus() -> tuple[list[dict[str, Any]], str | None]:
     except Exception as exc:
         return [], f"NVML query failed: {exc}"
     finally:
-        _safe(pynvml.nvmlShutdown)
+        safe(pynvml.nvmlShutdown)
 
 
 def git_state(cwd: str | Path | None = None) -> dict[str, Any]:
@@ -153,7 +129,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _safe(fn: Any) -> Any:
+def safe(fn: Any) -> Any:
     try:
         return fn()
     except Exception:

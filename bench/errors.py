@@ -35,10 +35,6 @@ class UnsupportedCase(BenchError):
     """The case cannot run here (no GPU, a precision the device lacks...); recorded, not fatal."""
 
 
-class CollectorError(BenchError):
-    """A measurement collector could not start or read its source."""
-
-
 class ResultsError(BenchError):
     """A results file or run folder is damaged or not a run folder."""
 

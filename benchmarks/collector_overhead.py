@@ -31,12 +31,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.collectors import Target
+from bench.collectors.base import Target
 from bench.collectors.rss import RssCollector
-from bench.isolation import backend_for
-from bench.runner import run_case
-from bench.spec import Case, Settings
+from bench.engine.backends import backend_for
+from bench.engine.runner import run_case
 from bench.stats import median_ci
+from bench.suite.spec import Case, Settings
 
 MODEL = Case(model="mlp", batch_size=32, depth=2, width=256, activation="relu", features=256,
              classes=10)
@@ -79,7 +79,7 @@ def time_blocks(threads: int, calls: int, conn: Any) -> None:
     to stop."""
     import torch
 
-    from bench.models.build import build, call
+    from bench.measure.models.build import build, call
 
     torch.set_num_threads(threads)
     built, inputs = build(MODEL)

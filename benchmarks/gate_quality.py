@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from bench import suite_file
-from bench.compare import CompareOptions, Comparison, compare_runs
+from bench.gate.compare import CompareOptions, Comparison, compare_runs
+from bench.suite import loader as suite_file
 
 HERE = Path(__file__).resolve().parent
 SUITE = HERE / "gate_suite.toml"

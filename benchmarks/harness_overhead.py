@@ -22,9 +22,10 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.isolation import backend_for
-from bench.runner import run_case
-from bench.spec import Case, Settings
+from bench.engine.backends import backend_for
+from bench.engine.runner import run_case
+from bench.measure.protocol import Phase
+from bench.suite.spec import Case, Settings
 
 TINY = Case(model="mlp", batch_size=1, depth=1, width=8, activation="relu", features=8,
             classes=2, settings=Settings(warmup_iters=1, warmup_time_s=0.0, min_samples=2,
@@ -41,8 +42,8 @@ def overheads(mode: str, cases: int) -> dict[str, float]:
         seen: dict[str, float] = {}
         begin = time.time()
         def note(message, seen=seen):
-            if message[0] == "phase":
-                seen.setdefault(message[1], time.time())
+            if isinstance(message, Phase):
+                seen.setdefault(message.name, time.time())
 
         record = run_case(TINY, backend, "bench", on_message=note)
         end = time.time()

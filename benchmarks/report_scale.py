@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.report import ReportInput, RunData, build_sections, render_html, write_html
+from bench.report import ReportInput, RunFrame, build_sections, render_html, write_html
 from bench.report.synthetic import synthetic_frame
 
 GOAL_S, GOAL_MB = 10.0, 20.0
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/report_scale.json"))
     args = parser.parse_args()
     frame = make_frame(args.cases, args.samples)
-    report = ReportInput((RunData("synthetic-1000", frame),))
+    report = ReportInput((RunFrame("synthetic-1000", frame),))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "report.html"
         rounds = [render_once(report, path) for _ in range(args.rounds)]

@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 from torch.utils.benchmark import Timer
 
-from bench.clock import PerfCounterClock
-from bench.models.build import build, call
-from bench.spec import Case, Settings
+from bench.measure.clock import PerfCounterClock
+from bench.measure.models.build import build, call
+from bench.measure.timing import measure
+from bench.measure.worker import torch_threads
 from bench.stats import summarize
-from bench.timing import measure
-from bench.worker import torch_threads
+from bench.suite.spec import Case, Settings
 
 WORKLOADS = {
     "mlp d4 w512 b32": Case(model="mlp", batch_size=32, depth=4, width=512, activation="relu",

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from bench import allocator
+from bench.measure import allocator
 
 glibc = pytest.mark.skipif(not os.confstr("CS_GNU_LIBC_VERSION"), reason="needs glibc")
 
@@ -15,7 +15,7 @@ glibc = pytest.mark.skipif(not os.confstr("CS_GNU_LIBC_VERSION"), reason="needs 
 # served by mmap faults on every page each time (2,048); one reused from the heap does not.
 FAULTS_PER_ROUND = textwrap.dedent("""
     import ctypes, resource, sys
-    from bench import allocator
+    from bench.measure import allocator
     libc = ctypes.CDLL("libc.so.6")
     libc.malloc.restype = ctypes.c_void_p
     if sys.argv[1] == "pin":
@@ -50,7 +50,7 @@ def test_pinned_thresholds_keep_large_blocks_on_the_heap():
 @glibc
 def test_pin_reports_what_it_set():
     done = subprocess.run([sys.executable, "-c",
-                           "from bench import allocator; print(allocator.pin())"],
+                           "from bench.measure import allocator; print(allocator.pin())"],
                           check=True, capture_output=True, text=True)
     assert "'pinned': True" in done.stdout and "glibc" in done.stdout
     assert str(allocator.MMAP_THRESHOLD_BYTES) in done.stdout

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from gate_helpers import ENV, lognormal, record, write_run
 
-from bench.benchmark_json import export, stats
 from bench.cli import main
+from bench.results.pytest_benchmark import export, stats
 
 Stats = pytest.importorskip("pytest_benchmark.stats").Stats
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from gate_helpers import lognormal, record, write_run
 
-from bench import suite_file
+from bench.suite import loader as suite_file
 
 yaml = pytest.importorskip("yaml")
 

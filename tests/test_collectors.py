@@ -12,11 +12,13 @@ import psutil
 import pytest
 
 from bench import env
-from bench.collectors import CaseFacts, Series, Target, Window, calibration, known, roofline
+from bench.collectors import peaks_cache, roofline
+from bench.collectors.base import CaseFacts, Series, Target, Window
 from bench.collectors.rss import RssCollector, check_against_ru_maxrss
 from bench.collectors.sampler import PeriodicSampler, StopSampling
 from bench.collectors.timeline import resample
 from bench.errors import SpecError
+from bench.measure.probes.registry import known
 from bench.results import Record, flatten
 
 
@@ -194,24 +196,24 @@ ENVIRONMENT = {"cpu_model": "Test CPU", "gpus": [], "torch_version": "2.13.0",
 
 
 def test_calibration_is_cached_per_fingerprint(tmp_path):
-    assert calibration.load(ENVIRONMENT, tmp_path)[0] is None
-    missing = calibration.load(ENVIRONMENT, tmp_path)[1]
+    assert peaks_cache.load(ENVIRONMENT, tmp_path)[0] is None
+    missing = peaks_cache.load(ENVIRONMENT, tmp_path)[1]
     assert "archbench calibrate --threads 2" in missing
     assert env.fingerprint_hash(ENVIRONMENT) in missing
-    path = calibration.save(CALIBRATION, ENVIRONMENT, tmp_path)
+    path = peaks_cache.save(CALIBRATION, ENVIRONMENT, tmp_path)
     assert path == tmp_path / "calibration" / f"{env.fingerprint_hash(ENVIRONMENT)}.json"
-    data, reason = calibration.load(ENVIRONMENT, tmp_path)
+    data, reason = peaks_cache.load(ENVIRONMENT, tmp_path)
     assert reason is None and data["devices"] == CALIBRATION["devices"]
-    index = calibration.Index(ENVIRONMENT, tmp_path)
+    index = peaks_cache.Index(ENVIRONMENT, tmp_path)
     assert index.for_threads(None)[0] is not None, "default threads = the calibrated 2"
     assert index.for_threads(1)[0] is None and "--threads 1" in index.for_threads(1)[1]
     path.write_text("{broken")
-    assert "unreadable" in calibration.load(ENVIRONMENT, tmp_path)[1]
+    assert "unreadable" in peaks_cache.load(ENVIRONMENT, tmp_path)[1]
 
 
 def test_cache_dir_honours_the_environment(tmp_path):
-    assert calibration.cache_dir({"ARCHBENCH_CACHE_DIR": str(tmp_path)}) == tmp_path
-    assert calibration.cache_dir({"XDG_CACHE_HOME": "/x"}).as_posix() == "/x/archbench"
+    assert peaks_cache.cache_dir({"ARCHBENCH_CACHE_DIR": str(tmp_path)}) == tmp_path
+    assert peaks_cache.cache_dir({"XDG_CACHE_HOME": "/x"}).as_posix() == "/x/archbench"
 
 
 # ---- registry, settings and record columns --------------------------------------------------
@@ -223,7 +225,7 @@ def test_registry_lists_the_builtin_collectors():
     ("rss_interval_s", 0.0), ("telemetry_interval_s", 0.001), ("profile", "yes"),
     ("profile_iters", 0), ("telemetry", 1)])
 def test_collector_settings_are_validated(write_suite, setting, value):
-    from bench import suite_file
+    from bench.suite import loader as suite_file
 
     value_text = f'"{value}"' if isinstance(value, str) else str(value)
     path = write_suite(f'[settings]\n{setting} = {value_text}\n[[sweep]]\nmodel = "mlp"\n',

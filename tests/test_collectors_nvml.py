@@ -19,10 +19,11 @@ from fake_pynvml import (
     FakeNvml,
 )
 
-from bench.collectors import CaseFacts, CollectorResult, Target, Window, parent_collectors
+from bench.collectors.base import CaseFacts, CollectorResult, Target, Window
 from bench.collectors.nvml import NvmlCollector, throttle_names
 from bench.collectors.nvml_devices import MappingError, map_device
-from bench.spec import Case
+from bench.collectors.registry import parent_collectors
+from bench.suite.spec import Case
 
 UUIDS = ["GPU-aaaa1111-0000-0000-0000-000000000000", "GPU-bbbb2222-0000-0000-0000-000000000000",
          "GPU-bbbc3333-0000-0000-0000-000000000000"]

@@ -11,12 +11,14 @@ import psutil
 import pytest
 
 import bench
-from bench import env, suite_file
+from bench import env
 from bench.cli import main
-from bench.collectors import calibration
-from bench.isolation import backend_for
-from bench.runner import RunOptions, run, run_case
-from bench.spec import Case, Settings
+from bench.collectors import peaks_cache
+from bench.engine.backends import backend_for
+from bench.engine.runner import RunOptions, run, run_case
+from bench.measure import torch_env
+from bench.suite import loader as suite_file
+from bench.suite.spec import Case, Settings
 
 pytestmark = pytest.mark.slow
 MIB = 2**20
@@ -93,10 +95,10 @@ def test_mlp_flops_and_the_roofline_through_the_record(write_suite, tmp_path, mo
                        f'classes = [7]\nbatch_size = [{batch}]\n')
     # a calibration for exactly this environment, so the run finds its peaks
     monkeypatch.setenv("ARCHBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    torch_side = env.torch_info()
+    torch_side = torch_env.torch_info()
     environment = {**env.host_info(), **torch_side, "threads": torch_side["default_threads"]}
     peaks = {"devices": {"cpu": {"matmul_flops_s": {"float32": 50e9}, "copy_bytes_s": 5e9}}}
-    calibration.save(peaks, environment)
+    peaks_cache.save(peaks, environment)
 
     run_suite(path, tmp_path / "run")
     row = bench.load(tmp_path / "run").iloc[0]
@@ -189,7 +191,7 @@ def test_calibrate_quick_measures_and_does_not_save(tmp_path, monkeypatch, capsy
 
 
 def test_measured_peaks_are_positive_and_saved_by_the_store(tmp_path):
-    from bench.calibrate import measure_peaks
+    from bench.measure.peaks import measure_peaks
 
     data = measure_peaks(["cpu"], threads=1, quick=True)
     cpu = data["devices"]["cpu"]
@@ -197,4 +199,4 @@ def test_measured_peaks_are_positive_and_saved_by_the_store(tmp_path):
                                                                      "float16"}
     assert all(rate > 0 for rate in cpu["matmul_flops_s"].values())
     assert cpu["copy_bytes_s"] > 0 and cpu["name"]
-    assert os.path.exists(calibration.save(data, {"threads": 1}, tmp_path))
+    assert os.path.exists(peaks_cache.save(data, {"threads": 1}, tmp_path))

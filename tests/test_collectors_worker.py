@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from bench.collectors import CollectorResult, worker_probes
-from bench.collectors.host_memory import HostMemoryProbe, faults_per_call, ru_maxrss_bytes
-from bench.collectors.traffic import bytes_moved
-from bench.spec import Case
+from bench.collectors.base import CollectorResult
+from bench.measure.probes.host_memory import HostMemoryProbe, faults_per_call, ru_maxrss_bytes
+from bench.measure.probes.registry import worker_probes
+from bench.measure.probes.traffic import bytes_moved
+from bench.suite.spec import Case
 
 
 def test_bytes_moved_counts_weights_input_and_activations_by_hand():

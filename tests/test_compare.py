@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from gate_helpers import ENV, lognormal, record, write_run
 
-from bench.compare import (
+from bench.errors import CompareError
+from bench.gate.compare import (
     FRAME_COLUMNS,
     CompareOptions,
     EnvMismatch,
     compare_records,
     compare_runs,
 )
-from bench.errors import CompareError
 
 
 def timing_verdict(base, cand, **options):
@@ -99,7 +99,7 @@ def test_unequal_n_false_positive_rate_is_controlled():
 
 
 def _t(spec):
-    from bench.thresholds import parse_thresholds
+    from bench.gate.thresholds import parse_thresholds
 
     return parse_thresholds(spec)
 
@@ -144,7 +144,7 @@ def test_holm_and_bh_differ_when_many_cases_really_changed():
 def test_adjust_pvalues_matches_references():
     from scipy.stats import false_discovery_control
 
-    from bench.significance import adjust_pvalues
+    from bench.gate.significance import adjust_pvalues
 
     p = [0.01, 0.04, 0.03, 0.005, 0.5]
     assert adjust_pvalues(p, "holm") == pytest.approx([0.04, 0.09, 0.09, 0.025, 0.5])

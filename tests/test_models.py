@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench import suite_file
 from bench.errors import BuildError
-from bench.models.build import build, call
-from bench.models.zoo import transformer_heads
-from bench.spec import Case, Settings
+from bench.measure.models.build import build, call
+from bench.measure.models.zoo import transformer_heads
+from bench.suite import loader as suite_file
+from bench.suite.spec import Case, Settings
 
 TINY = {
     "mlp": dict(depth=2, width=16, activation="relu", features=12, classes=5),

@@ -7,9 +7,9 @@ import itertools
 import torch
 from torch import nn
 
-from bench.models.build import build
-from bench.modelstats import count_flops, parameter_stats
-from bench.spec import Case
+from bench.measure.models.build import build
+from bench.measure.modelstats import count_flops, parameter_stats
+from bench.suite.spec import Case
 
 
 def test_mlp_flops_are_two_batch_sum_in_out():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench import suite_file
-from bench.runner import RunOptions, run
+from bench.engine.runner import RunOptions, run
+from bench.suite import loader as suite_file
 
 pytestmark = pytest.mark.slow
 

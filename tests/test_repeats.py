@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from gate_helpers import lognormal, record
 
-from bench import suite_file
-from bench.compare import compare_records
-from bench.repeats import merge_repeats
-from bench.runner import RunOptions, RunSession, run
-from bench.significance import repeat_shift_test
+from bench.engine.runner import RunOptions, RunSession, run
+from bench.gate.compare import compare_records
+from bench.gate.significance import repeat_shift_test
+from bench.results.repeats import merge_repeats
+from bench.suite import loader as suite_file
 
 
 def repeated(name: str, levels_ms, *, n: int = 200, sigma: float = 0.01, seed: int = 0,

@@ -13,7 +13,7 @@ import pytest
 from conftest import FAST_SETTINGS
 
 from bench.cli import main
-from bench.report import ReportInput, RunData, html_report
+from bench.report import ReportInput, RunFrame, html_report
 from bench.report.browser import find_chromium
 from bench.report.synthetic import synthetic_frame
 
@@ -121,7 +121,7 @@ def test_hover_and_labels_show_markup_as_text(tmp_path):
     smallest = frame["params_total"].idxmin()
     frame.loc[smallest, "name"] = EVIL  # the smallest model is always on the frontier
     path = tmp_path / "evil.html"
-    path.write_text(html_report(ReportInput((RunData("evil", frame),))))
+    path.write_text(html_report(ReportInput((RunFrame("evil", frame),))))
     with open_report(path) as (page, log):
         labels = page.eval_on_selector_all("#chart-pareto-params .textpoint text",
                                            "ts => ts.map(t => t.textContent)")

@@ -1,5 +1,5 @@
 """Several runs in one report: side by side per case, change with its interval, verdict colour
-(the verdicts come from bench.compare)."""
+(the verdicts come from bench.gate.compare)."""
 
 from __future__ import annotations
 

@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.report.model import ReportInput, RunData
-from bench.report.prepare import (
+from bench.report.chart_data import (
     achieved_flops_s,
     box_stats,
     fit_loglog,
@@ -21,6 +20,7 @@ from bench.report.prepare import (
     varying,
     with_reference,
 )
+from bench.report.model import ReportInput, RunFrame
 from bench.report.sections.distributions import distribution_cases
 from bench.report.sections.pareto import pareto_points
 from bench.report.sections.profile import OTHER, profile_frame
@@ -311,8 +311,8 @@ def test_status_counts_and_noisy_cases():
 
 def test_environment_rows_flag_what_differs_between_runs():
     env = {"cpu_model": "X", "torch_version": "2.13.0", "threads": 2}
-    runs = [RunData("a", pd.DataFrame(), {"env": env}),
-            RunData("b", pd.DataFrame(), {"env": {**env, "threads": 4}})]
+    runs = [RunFrame("a", pd.DataFrame(), {"env": env}),
+            RunFrame("b", pd.DataFrame(), {"env": {**env, "threads": 4}})]
     rows = {name: (values, differs) for name, values, differs in environment_rows(runs)}
     assert rows["CPU"] == (["X", "X"], False)
     assert rows["threads (torch)"] == (["2", "4"], True)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.report import ReportInput, RunData, build_sections, html_report, load_report_input
+from bench.report import ReportInput, RunFrame, build_sections, html_report, load_report_input
 from bench.report.export import flat_table
 from bench.report.markdown import render_markdown
 from bench.report.style import PRECISION_COLOURS, PRUNE_COLOURS, esc
@@ -23,7 +23,7 @@ EVIL_IMG = '<img src=x onerror="alert(2)">'
 
 
 def report_of(frame: pd.DataFrame, meta: dict | None = None) -> ReportInput:
-    return ReportInput((RunData("run-1", frame, meta or {}),))
+    return ReportInput((RunFrame("run-1", frame, meta or {}),))
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def evil_frame() -> pd.DataFrame:
 
 
 def test_strings_from_suites_models_and_errors_are_escaped_everywhere():
-    report = ReportInput((RunData(EVIL, evil_frame(), {"env": {"hostname": EVIL}}),),
+    report = ReportInput((RunFrame(EVIL, evil_frame(), {"env": {"hostname": EVIL}}),),
                          title=EVIL_IMG)
     html = html_report(report)
     scripts = re.findall(r"<script\b[^>]*>", html)

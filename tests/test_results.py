@@ -103,7 +103,7 @@ def test_worker_payloads_become_plain_python():
     import numpy as np
     import torch
 
-    from bench.jobs import plain
+    from bench.plain import plain
 
     payload = {"v": torch.__version__, "d": torch.float16, "n": np.float64(1.5),
                "t": torch.tensor(3), "nested": [(np.bool_(True), 2)]}

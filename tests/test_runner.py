@@ -14,10 +14,10 @@ import psutil
 import pytest
 
 import bench
-from bench import suite_file
+from bench.engine.runner import RunOptions, run
 from bench.errors import BenchError
 from bench.results import load_records, read_run
-from bench.runner import RunOptions, run
+from bench.suite import loader as suite_file
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def test_tiny_cpu_suite_end_to_end(write_suite, tmp_path):
     # each case ran in a worker of its own
     pids = [r.info["worker_pid"] for r in result.records]
     assert len(set(pids)) == len(pids) and os.getpid() not in pids
-    # every worker fixed its allocator before building (see bench.allocator)
+    # every worker fixed its allocator before building (see bench.measure.allocator)
     if os.confstr("CS_GNU_LIBC_VERSION"):
         assert all(r.info["allocator"]["pinned"] for r in result.records if r.status == "ok")
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from bench import significance
-from bench.significance import (
+from bench.gate import significance
+from bench.gate.significance import (
     hodges_lehmann,
     interval_rank,
     kth_difference,

@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from bench import suite_file
-from bench.axes import Prune
 from bench.errors import SpecError
-from bench.spec import Case, Settings
+from bench.suite import loader as suite_file
+from bench.suite.axes import Prune
+from bench.suite.spec import Case, Settings
 
 
 def load_error(write_suite, body: str) -> str:
@@ -138,7 +138,7 @@ def test_ids_are_identical_in_a_fresh_interpreter(write_suite):
 
     path = write_suite('[[sweep]]\nmodel = ["mlp", "cnn"]\nwidth = [32, 64]\n')
     here = [c.case_id for c in suite_file.load(path).cases]
-    code = ("import sys; from bench import suite_file; "
+    code = ("import sys; from bench.suite import loader as suite_file; "
             "print(' '.join(c.case_id for c in suite_file.load(sys.argv[1]).cases))")
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
                          env={"PYTHONHASHSEED": "12345", "PATH": ""}, check=True)
@@ -271,7 +271,7 @@ def test_missing_file_is_a_spec_error(tmp_path):
 def test_suite_file_literals_match_the_axes_vocabulary():
     from typing import get_args
 
-    from bench import axes
+    from bench.suite import axes
 
     assert get_args(suite_file.Activation) == axes.ACTIVATIONS
     assert get_args(suite_file.Precision) == tuple(axes.PRECISIONS)

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from bench.clock import FakeClock, PerfCounterClock
-from bench.spec import Settings
-from bench.timing import ROUND_NS, calibrate_block, measure
+from bench.measure.clock import FakeClock, PerfCounterClock
+from bench.measure.timing import ROUND_NS, calibrate_block, measure
+from bench.suite.spec import Settings
 
 MS = 1_000_000
 

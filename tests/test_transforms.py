@@ -8,15 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from bench import capability
-from bench.axes import Prune
 from bench.errors import UnsupportedCase
-from bench.fidelity import fidelity
-from bench.models.build import build, call
-from bench.modelstats import count_flops, parameter_stats
-from bench.spec import Case
-from bench.transforms import precision as precisions
-from bench.transforms.pruning import (
+from bench.measure import capability
+from bench.measure.fidelity import fidelity
+from bench.measure.models.build import build, call
+from bench.measure.modelstats import count_flops, parameter_stats
+from bench.measure.transforms import precision as precisions
+from bench.measure.transforms.pruning import (
     prunable_weights,
     prune_structured,
     prune_unstructured,
@@ -24,7 +22,9 @@ from bench.transforms.pruning import (
     two_four_mask,
     zero_masks,
 )
-from bench.transforms.training import make_train_step, seeded_labels
+from bench.measure.transforms.training import make_train_step, seeded_labels
+from bench.suite.axes import Prune
+from bench.suite.spec import Case
 
 ZOO = {
     "mlp": dict(depth=3, width=64, activation="relu", features=32, classes=10),
@@ -277,7 +277,7 @@ def test_fidelity_known_values():
 def test_compile_default_matches_eager(monkeypatch):
     import os
 
-    from bench.transforms.compile import RecompileWatch, cold_caches, compile_module
+    from bench.measure.transforms.compile import RecompileWatch, cold_caches, compile_module
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/somewhere/else")
     module, inputs = zoo("mlp", batch=4)
@@ -303,7 +303,7 @@ def test_compile_default_matches_eager(monkeypatch):
 # ---- GPU ------------------------------------------------------------------------------------
 @pytest.mark.cuda
 def test_semi_structured_converts_linears_on_a_gpu():
-    from bench.transforms.pruning import prune_semi_structured
+    from bench.measure.transforms.pruning import prune_semi_structured
 
     capability.require_capability("cuda", (8, 0), "2:4")
     module = nn.Sequential(nn.Linear(128, 256), nn.ReLU(), nn.Linear(256, 10)).cuda().half()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from rich.markup import escape
 
-from bench import __version__
+from bench._version import __version__
 from bench.cli.console import error_console
 from bench.errors import BenchError
 
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         error_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
                               soft_wrap=True)
-        return getattr(exc, "exit_code", EXIT_USAGE)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         error_console().print("interrupted", style="yellow")
         return EXIT_INTERRUPTED

@@ -12,8 +12,14 @@ from pathlib import Path
 
 from rich.table import Table
 
-from bench.baselines import BASELINES_ENV, baselines_dir, list_baselines, save
 from bench.cli.console import console
+from bench.results.baselines import (
+    BASELINES_DIR_HELP,
+    BASELINES_ENV,
+    baselines_dir,
+    list_baselines,
+    save,
+)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,9 +37,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     list_parser = actions.add_parser("list", help="list saved baselines")
     list_parser.add_argument("--json", action="store_true", help="print JSON")
     for sub in (save_parser, list_parser):
-        sub.add_argument("--baselines-dir", type=Path, metavar="DIR",
-                         help=f"baselines folder (default ${BASELINES_ENV} or "
-                              ".archbench/baselines)")
+        sub.add_argument("--baselines-dir", type=Path, metavar="DIR", help=BASELINES_DIR_HELP)
         sub.set_defaults(handler=handle)
 
 

@@ -10,10 +10,11 @@ from rich.table import Table
 
 from bench import env
 from bench.cli.console import console
-from bench.collectors import calibration
+from bench.collectors import peaks_cache
+from bench.engine.process import ProcessBackend
+from bench.engine.runner import probe_torch
 from bench.errors import BenchError
-from bench.isolation import ProcessBackend
-from bench.runner import probe_torch
+from bench.measure.entry import measure_peaks
 
 #: A full calibration takes seconds per device; this bounds a stuck one.
 CALIBRATE_TIMEOUT_S = 900.0
@@ -25,7 +26,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Measure a large matmul per dtype and a large copy on the CPU and on every "
                     "visible GPU, and cache the peaks per environment fingerprint, so runs can "
                     "report each case's fraction of the attainable peak.",
-        epilog=f"Cache: {calibration.cache_dir()}/calibration/<fingerprint>.json (set "
+        epilog=f"Cache: {peaks_cache.cache_dir()}/calibration/<fingerprint>.json (set "
                "ARCHBENCH_CACHE_DIR to move it). The fingerprint includes the thread count: "
                "calibrate with the threads your suites use.")
     parser.add_argument("--device", action="append", metavar="DEVICE",
@@ -56,15 +57,15 @@ def handle(args: argparse.Namespace) -> int:
             raise BenchError(f'--device "{device}": use cpu, cuda or cuda:N')
         if device.startswith("cuda") and not torch_side.get("cuda_available"):
             raise BenchError(f"--device {device}: no CUDA device is available here")
-    path = calibration.path_for(environment)
-    existing, _ = calibration.load(environment)
+    path = peaks_cache.path_for(environment)
+    existing, _ = peaks_cache.load(environment)
     out = console()
     if existing is not None and not args.force and _covers(existing, devices):
         out.print(f"calibration exists for this environment: {path} (--force to redo)")
         show(existing)
         return 0
     out.print(f"calibrating {', '.join(devices)} at {threads} thread(s)...")
-    measure = partial(_measure, devices, args.threads, args.quick)
+    measure = partial(measure_peaks, devices, args.threads, args.quick)
     try:
         data = backend.call(measure, timeout_s=CALIBRATE_TIMEOUT_S)
     except Exception as exc:
@@ -75,14 +76,8 @@ def handle(args: argparse.Namespace) -> int:
         return 0
     if existing is not None and not args.force:
         data["devices"] = {**existing.get("devices", {}), **data["devices"]}
-    out.print(f"saved: {calibration.save(data, environment)}")
+    out.print(f"saved: {peaks_cache.save(data, environment)}")
     return 0
-
-
-def _measure(devices: list[str], threads: int | None, quick: bool) -> dict[str, Any]:
-    from bench.calibrate import measure_peaks  # in the worker: imports torch
-
-    return measure_peaks(devices, threads, quick)
 
 
 def _covers(data: dict[str, Any], devices: list[str]) -> bool:

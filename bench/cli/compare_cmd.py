@@ -16,13 +16,13 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from bench import compare_output
-from bench.baselines import BASELINES_ENV, baselines_dir, resolve
 from bench.cli.console import console
-from bench.compare import CompareOptions, Comparison, compare_runs
 from bench.errors import CompareError
-from bench.significance import CORRECTIONS
-from bench.thresholds import parse_thresholds
+from bench.gate import render as compare_output
+from bench.gate.compare import CompareOptions, Comparison, compare_runs
+from bench.gate.significance import CORRECTIONS
+from bench.gate.thresholds import THRESHOLD_HELP, parse_thresholds
+from bench.results.baselines import BASELINES_DIR_HELP, baselines_dir, resolve
 
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
@@ -42,9 +42,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("candidate", metavar="CANDIDATE",
                         help="run folder, or the name of a saved baseline")
     add_gate_arguments(parser)
-    parser.add_argument("--baselines-dir", type=Path, metavar="DIR",
-                        help=f"where named baselines live (default ${BASELINES_ENV} or "
-                             ".archbench/baselines)")
+    parser.add_argument("--baselines-dir", type=Path, metavar="DIR", help=BASELINES_DIR_HELP)
     out = parser.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the comparison as JSON")
     out.add_argument("--markdown", action="store_true",
@@ -56,9 +54,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", "-t", action="append", default=[], metavar="SPEC",
-                        help='how far a metric may move: "5%%" (timing), "median_ms=3%%", '
-                             '"memory=20%%", "cnn-*:median_ms=10%%", "fidelity_rel_l2=0.01", '
-                             '"params_total=off"; comma-separate or repeat, later rules win')
+                        help=THRESHOLD_HELP)
     parser.add_argument("--alpha", type=float, default=0.05,
                         help="significance level after correction (default 0.05)")
     parser.add_argument("--correction", choices=CORRECTIONS, default="holm",

@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.baselines import baselines_dir, resolve
-from bench.benchmark_json import export
 from bench.cli.console import console
+from bench.results.baselines import BASELINES_DIR_HELP, baselines_dir, resolve
+from bench.results.pytest_benchmark import export
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,8 +19,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("run", metavar="RUN", help="run folder or baseline name")
     parser.add_argument("--pytest-benchmark", type=Path, required=True, metavar="FILE",
                         help="pytest-benchmark JSON file to write ('-' for stdout)")
-    parser.add_argument("--baselines-dir", type=Path, metavar="DIR",
-                        help="where named baselines live")
+    parser.add_argument("--baselines-dir", type=Path, metavar="DIR", help=BASELINES_DIR_HELP)
     parser.set_defaults(handler=handle)
 
 

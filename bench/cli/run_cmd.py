@@ -20,13 +20,13 @@ from rich.progress import (
 from bench.cli.console import console
 from bench.cli.report_cmd import report_after_run
 from bench.cli.suites import add_suite_arguments, load_suites
-from bench.isolation import ISOLATION_MODES
-from bench.results import FAILURE_STATUSES
+from bench.engine.backends import ISOLATION_HELP, ISOLATION_MODES
+from bench.results.record import FAILURE_STATUSES
 
 if TYPE_CHECKING:  # the runner pulls in numpy/scipy: imported when a run starts, not for --help
-    from bench.results import Record
-    from bench.runner import RunResult
-    from bench.spec import Case
+    from bench.engine.runner import RunResult
+    from bench.results.record import Record
+    from bench.suite.spec import Case
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,9 +43,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out, skipping cases already recorded")
     parser.add_argument("--isolation", choices=ISOLATION_MODES, default="forkserver",
-                        help="forkserver (default): a fresh worker process per case; spawn: "
-                             "the same from a new interpreter (slow start); inline: in this "
-                             "process, for debugging (no timeouts, a crash ends the run)")
+                        help=ISOLATION_HELP)
     parser.add_argument("--profile", action="store_true",
                         help="after timing each case, run torch.profiler over a few calls: top "
                              "operators in the record, a Chrome trace in RUN_DIR/traces/")
@@ -55,7 +53,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def handle(args: argparse.Namespace) -> int:
-    from bench.runner import RunInterrupted, RunOptions, run
+    from bench.engine.runner import RunInterrupted, RunOptions, run
 
     if args.profile:
         args.settings = [*args.settings, "profile=true"]

@@ -20,14 +20,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bench.collectors import (
-    CaseFacts,
-    CollectorResult,
-    Series,
-    Target,
-    register_parent,
-    timeline,
-)
+from bench.collectors import timeline
+from bench.collectors.base import CaseFacts, CollectorResult, Series, Target
 from bench.collectors.energy import EnergyUnavailable, best
 from bench.collectors.nvml_devices import (
     Mapped,
@@ -38,7 +32,7 @@ from bench.collectors.nvml_devices import (
     normalize_uuid,
 )
 from bench.collectors.sampler import PeriodicSampler, StopSampling
-from bench.spec import Case
+from bench.suite.spec import Case
 
 #: Clock-event (throttle) reason bits, as defined by NVML (nvmlClocksEventReason*).
 CLOCK_EVENT_REASONS = {
@@ -337,7 +331,6 @@ def _energy_result(series: dict[str, Series], facts: CaseFacts) -> CollectorResu
                            warnings=[warning] if warning else [])
 
 
-@register_parent("nvml")
 def make(case: Case) -> NvmlCollector | CollectorResult:
     if case.device_kind != "cuda":
         return CollectorResult("nvml", ok=False, reason="not a CUDA case")

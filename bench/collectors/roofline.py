@@ -6,14 +6,14 @@
     roofline_fraction      = achieved_flops_s / attainable
 
 Peaks come from `archbench calibrate` (a large matmul per dtype, a large copy), measured on
-this machine and cached per environment fingerprint (`bench.collectors.calibration`). The
+this machine and cached per environment fingerprint (`bench.collectors.peaks_cache`). The
 peak that applies is the matmul peak of the case's compute dtype on its device; precisions
 without a calibrated matmul (int8, fp8) get no fraction, and the record says why. Without a
 calibration the achieved FLOP/s and intensity are still recorded; peaks are never guessed.
 The dtype is the matmul dtype observed while the case ran (`compute_dtype`) when there is
 one, else the one the precision axis implies.
 
-FLOPs are those of `bench.modelstats` (`flops_method` says whether they were counted or are
+FLOPs are those of `bench.measure.modelstats` (`flops_method` says whether they were counted or are
 the dense equivalent of a pruned or quantised model). They count one forward pass, so
 training cases get no roofline figures (the reason says so).
 """
@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bench.collectors import CollectorResult
+from bench.collectors.base import CollectorResult
 
 #: Precision axis value -> the calibrated matmul dtype that bounds it.
 PEAK_DTYPE = {

@@ -20,9 +20,10 @@ from typing import Any
 
 import psutil
 
-from bench.collectors import CaseFacts, CollectorResult, Series, Target, register_parent, timeline
+from bench.collectors import timeline
+from bench.collectors.base import CaseFacts, CollectorResult, Series, Target
 from bench.collectors.sampler import PeriodicSampler, StopSampling
-from bench.spec import Case
+from bench.suite.spec import Case
 
 #: A sampled peak this far below ru_maxrss means the sampler missed a short spike.
 MISSED_PEAK_RATIO = 0.9
@@ -124,7 +125,6 @@ def _statm_reader(pid: int) -> tuple[Callable[[], int], Callable[[], None]] | No
     return read, lambda: os.close(fd)
 
 
-@register_parent("rss")
 def make(case: Case) -> RssCollector:
     return RssCollector(case.settings.rss_interval_s)
 

@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from bench.collectors import Series, Window
+from bench.collectors.base import Series, Window
 
 MAX_POINTS = 2000
 

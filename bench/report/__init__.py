@@ -13,12 +13,22 @@ and GPU telemetry.
 from __future__ import annotations
 
 from bench.report.html import render_html, write_html
-from bench.report.load import load_report_input, load_run
-from bench.report.model import ComparisonData, ReportInput, RunData, Section
+from bench.report.load import load_frame, load_report_input
+from bench.report.model import ComparisonData, ReportInput, RunFrame, Section
 from bench.report.sections import build_sections
 
-__all__ = ["ComparisonData", "ReportInput", "RunData", "Section", "build_sections",
-           "html_report", "load_report_input", "load_run", "render_html", "write_html"]
+__all__ = [
+    "ComparisonData",
+    "ReportInput",
+    "RunFrame",
+    "Section",
+    "build_sections",
+    "html_report",
+    "load_frame",
+    "load_report_input",
+    "render_html",
+    "write_html",
+]
 
 
 def html_report(report: ReportInput, *, generated_at: str | None = None) -> str:

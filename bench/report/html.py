@@ -15,7 +15,7 @@ from pathlib import Path
 
 from plotly.io.json import to_json_plotly
 
-from bench import __version__
+from bench._version import __version__
 from bench.report.model import Chart, Html, ReportInput, Section
 from bench.report.style import attr, esc
 

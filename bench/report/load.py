@@ -7,33 +7,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.errors import CompareError, ResultsError
-from bench.report.model import ComparisonData, ReportInput, RunData
-from bench.results import RESULTS_FILE, load, read_run
+from bench.gate.compare import FRAME_COLUMNS, CompareOptions, compare_runs
+from bench.report.model import ComparisonData, ReportInput, RunFrame
+from bench.results.frame import load
+from bench.results.store import read_run, run_folder
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-def run_folder(path: str | Path) -> Path:
-    """A run folder from a folder or its results.jsonl; a clear error for anything else."""
-    path = Path(path)
-    if path.is_file() and path.name == RESULTS_FILE:
-        return path.parent
-    if not path.exists():
-        raise ResultsError(f"{path}: no such run folder; pass folders made by `archbench run`, "
-                           "e.g. reports/runs/<run-id>")
-    return path
-
-
-def load_run(path: str | Path) -> RunData:
+def load_frame(path: str | Path) -> RunFrame:
     folder = run_folder(path)
     meta = read_run(folder)
     frame = load(folder)
-    return RunData(label=str(meta.get("run_id") or folder.name), frame=frame, meta=meta,
+    return RunFrame(label=str(meta.get("run_id") or folder.name), frame=frame, meta=meta,
                    path=str(folder))
 
 
-def compare(baseline: RunData, candidate: RunData) -> ComparisonData:
+def compare(baseline: RunFrame, candidate: RunFrame) -> ComparisonData:
     """The gate's comparison of two runs, for the report.
 
     Runs from different machines or builds are still compared here (a report may well put a
@@ -41,8 +32,6 @@ def compare(baseline: RunData, candidate: RunData) -> ComparisonData:
     the verdicts then compare environments, not code. Any other refusal becomes the reason
     shown in place of the comparison.
     """
-    from bench.compare import CompareOptions, compare_runs
-
     assert baseline.path is not None and candidate.path is not None
     try:
         result = compare_runs(baseline.path, candidate.path,
@@ -59,20 +48,18 @@ def compare(baseline: RunData, candidate: RunData) -> ComparisonData:
 def _empty_comparison() -> pd.DataFrame:
     import pandas as pd
 
-    from bench.compare import FRAME_COLUMNS
-
     return pd.DataFrame(columns=list(FRAME_COLUMNS))
 
 
 def load_report_input(paths: Sequence[str | Path], *, title: str | None = None) -> ReportInput:
     """The runs at `paths`, in order. With several, each later run is compared with the
-    first (the baseline) by `bench.compare`."""
+    first (the baseline) by `bench.gate.compare`."""
     if not paths:
         raise ResultsError("no run folder given; pass one or more, e.g. reports/runs/<run-id>")
-    runs = [load_run(p) for p in paths]
+    runs = [load_frame(p) for p in paths]
     labels = [r.label for r in runs]
     if len(set(labels)) < len(labels):  # the same run twice, or two copies of one folder
-        runs = [RunData(f"{r.label} ({i + 1})", r.frame, r.meta, r.path) if labels.count(r.label)
+        runs = [RunFrame(f"{r.label} ({i + 1})", r.frame, r.meta, r.path) if labels.count(r.label)
                 > 1 else r for i, r in enumerate(runs)]
     comparisons = tuple(compare(runs[0], run) for run in runs[1:])
     return ReportInput(runs=tuple(runs), comparisons=comparisons, title=title)

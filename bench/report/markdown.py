@@ -11,11 +11,11 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report.model import ComparisonData, ReportInput, RunData
-from bench.report.prepare import is_flagged, ok_rows
+from bench.report.chart_data import is_flagged, ok_rows
+from bench.report.model import ComparisonData, ReportInput, RunFrame
 from bench.report.sections.summary import noisy_cases, status_counts
 from bench.report.style import esc, fmt, pct, si, signed_pct
-from bench.results import FAILURE_STATUSES
+from bench.results.record import FAILURE_STATUSES
 
 #: Rows per table at most; a line says how many more there are.
 MAX_ROWS = 30
@@ -30,7 +30,7 @@ def md(value: Any) -> str:
     return text.replace("`", "\\`").replace("*", "\\*").replace("_", "\\_")
 
 
-def _env_line(run: RunData) -> str:
+def _env_line(run: RunFrame) -> str:
     env = run.env
     bits = []
     if env.get("cpu_model"):

@@ -1,6 +1,6 @@
 """What a report is made of: the runs it reads, and the sections drawn from them.
 
-`ReportInput` holds DataFrames (and the comparison frames of `bench.compare`) only; sections
+`ReportInput` holds DataFrames (and the comparison frames of `bench.gate.compare`) only; sections
 are built from it by pure functions and rendered to HTML or markdown elsewhere. Nothing here
 measures or reads files.
 """
@@ -14,11 +14,11 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report.prepare import latest_per_case
+from bench.report.chart_data import latest_per_case
 
 
 @dataclass(frozen=True, eq=False)
-class RunData:
+class RunFrame:
     """One run: its results frame (`bench.load`) and its run.json (empty for made-up frames)."""
 
     label: str
@@ -33,7 +33,7 @@ class RunData:
 
 @dataclass(frozen=True, eq=False)
 class ComparisonData:
-    """One baseline-vs-candidate comparison, as `bench.compare.Comparison` gives it.
+    """One baseline-vs-candidate comparison, as `bench.gate.compare.Comparison` gives it.
 
     `error` holds why the comparison was refused (different machines...), so the report can
     say so instead of failing.
@@ -51,7 +51,7 @@ class ComparisonData:
 
 @dataclass(frozen=True, eq=False)
 class ReportInput:
-    runs: tuple[RunData, ...]
+    runs: tuple[RunFrame, ...]
     comparisons: tuple[ComparisonData, ...] = ()
     title: str | None = None
 

@@ -1,5 +1,5 @@
 """Several runs side by side: per case, the change of the median with its confidence interval
-and the gate's verdict (from `bench.compare`), coloured the same way everywhere."""
+and the gate's verdict (from `bench.gate.compare`), coloured the same way everywhere."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from bench.report.chart_data import numeric
 from bench.report.figures import add_line, figure_dict, new_figure
 from bench.report.model import Chart, ComparisonData, Html, ReportInput, Section
-from bench.report.prepare import numeric
 from bench.report.style import VERDICT_COLOURS, attr, esc, fmt, signed_pct
 
 TIMING = "median_ms"

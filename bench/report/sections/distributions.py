@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from bench.report.chart_data import BoxStats, box_stats, numeric, ok_rows
 from bench.report.figures import figure_dict, new_figure
 from bench.report.model import Chart, Html, ReportInput, Section
-from bench.report.prepare import BoxStats, box_stats, numeric, ok_rows
 from bench.report.style import PRECISION_COLOURS, colour_for, esc, fmt
 
 #: Boxes drawn at most; past it, the noisiest cases (the ones worth a look) are kept.

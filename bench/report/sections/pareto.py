@@ -11,9 +11,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from bench.report.figures import figure_dict, hover, new_figure, params_line
-from bench.report.model import Chart, Html, ReportInput, Section
-from bench.report.prepare import (
+from bench.report.chart_data import (
     label,
     numeric,
     ok_rows,
@@ -22,6 +20,8 @@ from bench.report.prepare import (
     varying,
     with_run_key,
 )
+from bench.report.figures import figure_dict, hover, new_figure, params_line
+from bench.report.model import Chart, Html, ReportInput, Section
 from bench.report.style import esc, fmt, palette_map, si
 
 GROUP_COLUMNS = ("device", "batch_size", "mode")

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from bench.report.chart_data import ok_rows, structure
 from bench.report.figures import figure_dict, new_figure
 from bench.report.model import Chart, Html, ReportInput, Section
-from bench.report.prepare import ok_rows, structure
 from bench.report.style import esc, fmt, palette_map
 
 #: Operators shown by name; the rest of each case's profiled time is one "other" bar.

@@ -10,9 +10,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from bench.report.chart_data import numeric, ok_rows, present, structure
 from bench.report.figures import figure_dict, hover, new_figure
 from bench.report.model import Chart, Html, ReportInput, Section
-from bench.report.prepare import numeric, ok_rows, present, structure
 from bench.report.style import PALETTE, PRECISION_COLOURS, colour_for, esc, fmt, palette_map
 
 #: (column, label) of host-side and device-side peaks, in the order drawn.

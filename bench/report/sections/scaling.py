@@ -10,16 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from bench.report.figures import (
-    axis_type_buttons,
-    figure_dict,
-    hover,
-    new_figure,
-    params_line,
-    title_axes,
-)
-from bench.report.model import Chart, Html, ReportInput, Section
-from bench.report.prepare import (
+from bench.report.chart_data import (
     PARAM_COLUMNS,
     achieved_flops_s,
     fit_groups,
@@ -33,6 +24,15 @@ from bench.report.prepare import (
     varying,
     with_run_key,
 )
+from bench.report.figures import (
+    axis_type_buttons,
+    figure_dict,
+    hover,
+    new_figure,
+    params_line,
+    title_axes,
+)
+from bench.report.model import Chart, Html, ReportInput, Section
 from bench.report.style import esc, fmt, palette_map, sequential_map, si
 
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")

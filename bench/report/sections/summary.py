@@ -8,10 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report.model import Html, ReportInput, RunData, Section
-from bench.report.prepare import numeric, ok_rows, present
+from bench.report.chart_data import numeric, ok_rows, present
+from bench.report.model import Html, ReportInput, RunFrame, Section
 from bench.report.style import STATUS_COLOURS, attr, esc, fmt, pct
-from bench.results import STATUSES
+from bench.results.record import STATUSES
 
 #: Cases listed by name in the noise table at most; the rest are counted.
 NOISE_ROWS = 25
@@ -122,7 +122,7 @@ ENV_ROWS: tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...] = (
 )
 
 
-def environment_rows(runs: Sequence[RunData]) -> list[tuple[str, list[str], bool]]:
+def environment_rows(runs: Sequence[RunFrame]) -> list[tuple[str, list[str], bool]]:
     """(label, value per run, differs between runs) for each environment fact any run has."""
     rows = []
     for name, read in ENV_ROWS:
@@ -146,7 +146,7 @@ def _when(stamp: Any) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if moment.tzinfo else "")
 
 
-def run_facts(run: RunData) -> list[tuple[str, str]]:
+def run_facts(run: RunFrame) -> list[tuple[str, str]]:
     meta = run.meta
     suites = meta.get("suites") or []
     facts = [

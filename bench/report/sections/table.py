@@ -8,10 +8,10 @@ from typing import Any
 
 import pandas as pd
 
+from bench.report.chart_data import achieved_flops_s, is_flagged, present
 from bench.report.model import Html, ReportInput, Section
-from bench.report.prepare import achieved_flops_s, is_flagged, present
 from bench.report.style import STATUS_COLOURS, attr, esc, fmt, is_number, si
-from bench.results import FAILURE_STATUSES
+from bench.results.record import FAILURE_STATUSES
 
 #: A reason longer than this is cut in the table cell; the full text is in its tooltip.
 REASON_CHARS = 160

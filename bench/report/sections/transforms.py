@@ -12,9 +12,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from bench.report.figures import add_line, figure_dict, hover, labelled, new_figure
-from bench.report.model import Chart, Html, ReportInput, Section
-from bench.report.prepare import (
+from bench.report.chart_data import (
     PARAM_COLUMNS,
     label,
     numeric,
@@ -25,6 +23,8 @@ from bench.report.prepare import (
     with_reference,
     with_run_key,
 )
+from bench.report.figures import add_line, figure_dict, hover, labelled, new_figure
+from bench.report.model import Chart, Html, ReportInput, Section
 from bench.report.style import PRECISION_COLOURS, PRUNE_COLOURS, colour_for, esc, fmt, pct
 
 PRUNE_ORDER = ("unstructured", "structured", "semi-structured-2:4")

@@ -1,0 +1,302 @@
+"""Run suites: every case in isolation, every outcome a record on disk as soon as it ends.
+
+A failing case (exception, OOM, crash, hang) becomes a record with its status and message and
+the sweep goes on. Ctrl-C kills the running worker, marks the run interrupted and leaves every
+finished record on disk; `resume` continues a run folder without redoing finished cases.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from bench import env
+from bench._version import __version__
+from bench.collectors import peaks_cache
+from bench.engine.backends import backend_for
+from bench.engine.outcome import Backend
+from bench.engine.record import make_record
+from bench.engine.sampling import CaseSampling
+from bench.errors import BenchError
+from bench.measure import entry
+from bench.measure.protocol import Message, WorkerJob
+from bench.results.record import Record
+from bench.results.store import ResultsStore, read_run
+from bench.suite.spec import Case, Suite
+
+DEFAULT_RUNS_DIR = Path("reports") / "runs"
+
+
+class RunObserver(Protocol):
+    """Progress callbacks (the CLI draws its progress bar from these)."""
+
+    def run_started(self, run_dir: Path, total: int, skipped: int) -> None: ...
+
+    def case_started(self, index: int, total: int, case: Case) -> None: ...
+
+    def case_finished(self, index: int, total: int, record: Record) -> None: ...
+
+
+class RunInterrupted(BenchError):
+    """Ctrl-C stopped the run; everything finished is on disk and `--resume` continues."""
+
+    def __init__(self, run_dir: Path, done: int, total: int) -> None:
+        self.run_dir = run_dir
+        super().__init__(f"interrupted after {done} of {total} cases; finished cases are saved "
+                         f"in {run_dir}. Continue with: archbench run ... --resume --out "
+                         f"{run_dir}")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    records: list[Record] = field(default_factory=list)
+    skipped: int = 0
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.records)
+
+
+@dataclass
+class RunOptions:
+    out: Path | None = None
+    isolation: str = "forkserver"
+    resume: bool = False
+    #: Passed on the command line, kept in run.json so the run can be repeated exactly.
+    command: list[str] = field(default_factory=list)
+
+
+def run(suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
+        observer: RunObserver | None = None, backend: Backend | None = None) -> RunResult:
+    """Run `cases` (taken from `suites`) into a run folder; returns the records of this run.
+
+    A case with `repeats = R` is measured by R workers: the run visits the cases round-robin
+    R times, so each case's repeats sample the machine at different moments of the run.
+    `backend` replaces the one `options.isolation` names (tests run the plan without workers).
+    """
+    session = RunSession(suites, cases, options, backend)
+    plan = session.plan(cases)
+    total = len(plan) + session.skipped
+    result = RunResult(run_dir=session.run_dir, skipped=session.skipped)
+    if observer:
+        observer.run_started(session.run_dir, total, session.skipped)
+    try:
+        for index, (case, repeat) in enumerate(plan, start=session.skipped + 1):
+            if observer:
+                observer.case_started(index, total, case)
+            record = session.run_case(case, repeat)
+            result.records.append(record)
+            if observer:
+                observer.case_finished(index, total, record)
+    except KeyboardInterrupt:
+        session.close("interrupted")
+        raise RunInterrupted(session.run_dir, session.skipped + len(result.records),
+                             total) from None
+    except BaseException:
+        session.close("failed")
+        raise
+    session.close("complete")
+    return result
+
+
+def run_case(case: Case, backend: Backend, run_id: str, *, search_path: Sequence[str] = (),
+             log_dir: Path | None = None,
+             on_message: Callable[[Message], None] | None = None,
+             run_dir: Path | None = None,
+             calibrations: peaks_cache.Index | None = None, repeat: int = 0) -> Record:
+    """Run one case on a backend and turn whatever happened into a Record.
+
+    Parent-side collectors (`bench.engine.sampling`) sample the worker while it runs;
+    `calibrations` supplies the peaks for the roofline figures.
+    """
+    started = datetime.now(UTC)
+    stem = case.case_id if repeat == 0 else f"{case.case_id}-r{repeat}"
+    log_path = str(log_dir / f"{stem}.log") if log_dir else None
+    job = WorkerJob(case=case, search_path=tuple(search_path), log_path=log_path,
+                    run_dir=str(run_dir) if run_dir else None, repeat=repeat)
+    peaks = calibrations.for_threads(case.settings.threads) if calibrations else (
+        None, "no calibration lookup: the case ran outside a run folder")
+    session = CaseSampling(case, inline=backend.name == "inline", calibration=peaks)
+    clock_start = time.perf_counter()
+    with session:
+        outcome = backend.run(job, case.settings.timeout_s, session.listen(on_message),
+                              on_start=session.start)
+    collected = session.finish(outcome)
+    record = make_record(case, outcome, run_id, started_at=started.isoformat(),
+                         duration_s=time.perf_counter() - clock_start, collected=collected,
+                         repeat=repeat)
+    if log_path and not _has_content(log_path):
+        Path(log_path).unlink(missing_ok=True)
+    return record
+
+
+def probe_torch(backend: Backend) -> dict[str, Any]:
+    """Torch build info, read in a worker so this process never imports torch or CUDA."""
+    try:
+        return dict(backend.call(entry.torch_info))
+    except Exception as exc:  # the run can go on; the record says why the info is missing
+        return {"torch_probe_error": f"{type(exc).__name__}: {exc}"}
+
+
+# ---- run folder -----------------------------------------------------------------------------
+def _prepare_run_dir(suites: Sequence[Suite], options: RunOptions) -> Path:
+    if options.resume:
+        if options.out is None:
+            raise BenchError("--resume needs --out RUN_DIR: the run folder to continue")
+        read_run(options.out)  # raises a clear error if it is not a run folder
+        return options.out
+    if options.out is not None:
+        if options.out.exists() and any(options.out.iterdir()):
+            raise BenchError(f"{options.out} already holds files; add --resume to continue that "
+                             "run, or choose a new --out")
+        return options.out
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = DEFAULT_RUNS_DIR / f"{stamp}-{suites[0].name if suites else 'run'}"
+    run_dir, n = base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
+    return run_dir
+
+
+def _run_meta(run_dir: Path, suites: Sequence[Suite], cases: Sequence[Case],
+              options: RunOptions, backend: Backend, store: ResultsStore) -> dict[str, Any]:
+    previous = store.read_run() if options.resume else {}
+    host = env.host_info()
+    torch_side = probe_torch(backend)
+    environment = {**host, **torch_side, "threads": _threads(cases, torch_side)}
+    return {
+        "schema_version": 1,
+        "run_id": previous.get("run_id", run_dir.name),
+        "archbench_version": __version__,
+        "status": "running",
+        "started_at": previous.get("started_at", _now()),
+        "resumed_at": [*previous.get("resumed_at", []), _now()] if options.resume else [],
+        "ended_at": None,
+        "suites": [s.to_dict() for s in suites],
+        "cases_total": len(cases),
+        "isolation": backend.name,
+        "command": options.command,
+        "cwd": os.getcwd(),
+        "env": environment,
+        "fingerprint": env.fingerprint(environment),
+    }
+
+
+def _threads(cases: Sequence[Case], torch_side: dict[str, Any]) -> int | str | None:
+    """The thread count the run used: one number, or "mixed" when cases set different ones."""
+    if not cases:  # a session whose cases arrive later (the pytest fixture): torch's default
+        return torch_side.get("default_threads")
+    counts = {c.settings.threads or torch_side.get("default_threads") for c in cases}
+    return counts.pop() if len(counts) == 1 else "mixed"
+
+
+def _finish(store: ResultsStore, meta: dict[str, Any], status: str) -> None:
+    meta.update(status=status, ended_at=_now())
+    store.write_run(meta)
+
+
+def _search_path(suites: Sequence[Suite]) -> list[str]:
+    folders = [str(Path(s.path).resolve().parent) for s in suites] + [os.getcwd()]
+    return list(dict.fromkeys(folders))
+
+
+def _has_content(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except OSError:
+        return False
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class RunSession:
+    """A run folder open for cases: the one place a run's folder, metadata, isolation,
+    collectors and records come together. `run()` drives it through a plan; the pytest
+    plugin runs a case when pytest reaches its item. `close()` marks the run complete (or
+    whatever status is given) and releases the worker backend.
+    """
+
+    def __init__(self, suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
+                 backend: Backend | None = None) -> None:
+        self.run_dir = _prepare_run_dir(suites, options)
+        self.store = ResultsStore(self.run_dir)
+        #: (case_id, repeat) already on disk when resuming: not run again.
+        self.done = ({(r.case_id, r.repeat) for r in self.store.records()} if options.resume
+                     else set())
+        self.skipped = 0
+        self.backend = backend or backend_for(options.isolation)
+        self.meta = _run_meta(self.run_dir, suites, cases, options, self.backend, self.store)
+        self.store.write_run(self.meta)
+        self.search_path = _search_path(suites)
+        self.calibrations = peaks_cache.Index(self.meta["env"])
+        self.records: list[Record] = []
+        (self.run_dir / "logs").mkdir(exist_ok=True)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.meta["run_id"])
+
+    def plan(self, cases: Sequence[Case]) -> list[tuple[Case, int]]:
+        """(case, repeat) in run order: every case's first repeat, then every second, ...;
+        pairs already recorded (resume) are left out and counted in `skipped`.
+
+        The first round follows the suite; later rounds are shuffled (seeded, so a resumed
+        run plans the same order). In a fixed order a case would always run right after the
+        same neighbour, and anything that neighbour leaves behind (heat, a busy core, a
+        periodic disturbance) would land on it in every round, looking like its own speed.
+        """
+        rounds = max((c.settings.repeats for c in cases), default=0)
+        every: list[tuple[Case, int]] = []
+        for r in range(rounds):
+            this_round = [c for c in cases if r < c.settings.repeats]
+            if r:
+                random.Random(f"{self.run_id}:{r}").shuffle(this_round)
+            every += [(c, r) for c in this_round]
+        todo = [(c, r) for c, r in every if (c.case_id, r) not in self.done]
+        self.skipped = len(every) - len(todo)
+        return todo
+
+    def run_case(self, case: Case, repeat: int = 0) -> Record:
+        """Measure one repeat of a case in a worker and store its record."""
+        record = run_case(case, self.backend, self.run_id, search_path=self.search_path,
+                          log_dir=self.run_dir / "logs" if self.backend.name != "inline"
+                          else None, run_dir=self.run_dir, calibrations=self.calibrations,
+                          repeat=repeat)
+        self.append(record)
+        return record
+
+    def measure(self, cases: Sequence[Case],
+                progress: Callable[[int, int, Case, int], None] | None = None
+                ) -> dict[str, Record]:
+        """Every repeat of `cases` (round-robin), pooled into one record per case_id;
+        `progress(index, total, case, repeat)` is called before each worker starts."""
+        from bench.results.repeats import merge_repeats
+
+        plan = self.plan(cases)
+        for index, (case, repeat) in enumerate(plan, start=1):
+            if progress:
+                progress(index, len(plan), case, repeat)
+            self.run_case(case, repeat)
+        wanted = {c.case_id for c in cases}
+        mine = [r for r in self.store.records() if r.case_id in wanted]
+        return {r.case_id: r for r in merge_repeats(mine)}
+
+    def append(self, record: Record) -> None:
+        """Store a record made elsewhere (e.g. measured in-process) in this run."""
+        self.store.append(record)
+        self.records.append(record)
+
+    def close(self, status: str = "complete") -> None:
+        try:
+            _finish(self.store, self.meta, status)
+        finally:
+            self.backend.close()

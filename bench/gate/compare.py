@@ -1,0 +1,437 @@
+"""The regression gate: a baseline run against a candidate run, per case and per metric.
+
+Pure (no torch, no I/O beyond handing a path to the run loader in `bench.results.store`).
+
+Cases are matched by `case_id`. Each compared metric gets one verdict:
+
+- `regression` / `improvement`: for timing, the median moved by at least the threshold
+  (default 5%) in that direction *and* the one-sided test is significant after correction
+  across all the cases compared (Holm by default, see below): Welch's t on the log
+  per-repeat medians when both sides have `MIN_REPEATS` repeats or more, else Mann–Whitney U
+  on the raw samples (`bench.gate.significance`);
+  for deterministic counts, memory peaks and fidelity, the value moved past its tolerance.
+- `same`: timing whose whole confidence interval of the change lies inside ±threshold (so a
+  small but significant shift is `same`); other metrics within their tolerance.
+- `inconclusive`: too few samples, or an effect the data cannot tell from noise (a large move
+  without significance, or an interval reaching past the threshold). Never a regression.
+
+Why Holm: a gate answers one question per build, "did anything get slower?", and a false
+"yes" blocks someone's pull request. Holm bounds the chance that *any* flagged case is noise
+(the family-wise error rate) for any number of cases and any dependence between them, and is
+never less powerful than Bonferroni. Benjamini–Hochberg (`correction="bh"`) bounds only the
+expected share of false flags and is offered for very large sweeps where power matters more.
+Timing changes that pass the effect threshold usually have p-values far below either bound,
+so the choice mostly matters for borderline cases — where caution is what a gate should have.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bench.env import FINGERPRINT_KEYS, fingerprint
+from bench.errors import CompareError
+from bench.gate.significance import (
+    CORRECTIONS,
+    MIN_REPEATS,
+    ShiftTest,
+    adjust_pvalues,
+    repeat_shift_test,
+    shift_test,
+)
+from bench.gate.thresholds import (
+    TIMING_METRIC,
+    MetricSpec,
+    ThresholdRule,
+    metric_specs,
+    parse_thresholds,
+    threshold_for,
+)
+from bench.plain import plain
+from bench.results.record import Record
+from bench.results.repeats import merge_repeats
+from bench.results.store import RunData, load_run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+VERDICTS = ("regression", "improvement", "same", "inconclusive")
+FRAME_COLUMNS = ("case_id", "name", "metric", "baseline", "candidate", "delta_pct",
+                 "ci_low_pct", "ci_high_pct", "p_value", "p_adjusted", "verdict")
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """How strict the gate is. `thresholds` are parsed rules (see `bench.gate.thresholds`)."""
+
+    thresholds: tuple[ThresholdRule, ...] = ()
+    #: Family-wise (holm) or false-discovery (bh) level for the corrected p-values.
+    alpha: float = 0.05
+    correction: str = "holm"
+    #: Fewer samples than this on either side makes a timing verdict `inconclusive`.
+    min_samples: int = 5
+    #: Of the interval reported for each timing change.
+    confidence: float = 0.95
+    allow_env_mismatch: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise CompareError(f"alpha {self.alpha} must be between 0 and 1, e.g. 0.05")
+        if self.correction not in CORRECTIONS:
+            raise CompareError(f'correction "{self.correction}" is unknown; use "holm" '
+                               '(family-wise) or "bh" (false discovery rate)')
+        if self.min_samples < 2:
+            raise CompareError(f"min_samples {self.min_samples} must be at least 2")
+        if not 0.5 < self.confidence < 1:
+            raise CompareError(f"confidence {self.confidence} must be between 0.5 and 1")
+
+    @classmethod
+    def from_specs(cls, specs: str | Iterable[str], **kwargs: Any) -> CompareOptions:
+        return cls(thresholds=parse_thresholds(specs), **kwargs)
+
+
+@dataclass(frozen=True)
+class MetricVerdict:
+    """One metric of one case. Timing: `metric` is "median_ms", `baseline`/`candidate` the
+    medians and `delta_pct` = (candidate - baseline) / baseline * 100 (positive = slower);
+    `ci_*_pct` the Hodges–Lehmann interval of the change; `p_value` one-sided in the direction
+    of the change, `p_adjusted` after the correction across cases."""
+
+    case_id: str
+    name: str
+    metric: str
+    baseline: float | None
+    candidate: float | None
+    delta_pct: float | None
+    ci_low_pct: float | None
+    ci_high_pct: float | None
+    p_value: float | None
+    p_adjusted: float | None
+    verdict: str
+    kind: str = ""
+    #: Percent for relative kinds, an absolute amount for fidelity; None when not gated.
+    threshold: float | None = None
+    n_baseline: int | None = None
+    n_candidate: int | None = None
+    #: Why the verdict is what it is, in words (shown next to non-`same` rows).
+    note: str = ""
+    #: What a timing verdict was tested on: "repeats" (per-repeat medians, robust to drift
+    #: between runs) or "samples" (one worker's samples a side).
+    test: str = ""
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"unknown verdict {self.verdict!r}; verdicts are {VERDICTS}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    verdicts: tuple[MetricVerdict, ...]
+    only_in_baseline: tuple[str, ...] = ()
+    only_in_candidate: tuple[str, ...] = ()
+    #: {key: {"baseline": ..., "candidate": ...}} for fingerprint keys that differ (compared
+    #: anyway because it was allowed); None when they agree or could not be checked.
+    env_mismatch: Mapping[str, Any] | None = None
+    correction: str = "holm"
+    alpha: float = 0.05
+    #: False when one side had no environment record (records given without a run folder).
+    env_checked: bool = False
+    baseline_label: str = "baseline"
+    candidate_label: str = "candidate"
+    thresholds: tuple[str, ...] = field(default_factory=tuple)
+    #: Cases present on both sides (each has at least a status row unless all metrics are off).
+    cases_compared: int = 0
+
+    @property
+    def regressions(self) -> tuple[MetricVerdict, ...]:
+        return tuple(v for v in self.verdicts if v.verdict == "regression")
+
+    @property
+    def has_regression(self) -> bool:
+        return bool(self.regressions)
+
+    def counts(self) -> dict[str, int]:
+        return {v: sum(m.verdict == v for m in self.verdicts) for v in VERDICTS}
+
+    def for_case(self, case_id: str) -> tuple[MetricVerdict, ...]:
+        return tuple(v for v in self.verdicts if v.case_id == case_id)
+
+    def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        rows = [v.to_dict() for v in self.verdicts]
+        columns = [*FRAME_COLUMNS, *(k for k in MetricVerdict.__dataclass_fields__
+                                     if k not in FRAME_COLUMNS)]
+        return pd.DataFrame(rows, columns=columns)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "baseline": self.baseline_label,
+            "candidate": self.candidate_label,
+            "correction": self.correction,
+            "alpha": self.alpha,
+            "thresholds": list(self.thresholds),
+            "env_checked": self.env_checked,
+            "env_mismatch": dict(self.env_mismatch) if self.env_mismatch else None,
+            "counts": self.counts(),
+            "regression": self.has_regression,
+            "cases_compared": self.cases_compared,
+            "only_in_baseline": list(self.only_in_baseline),
+            "only_in_candidate": list(self.only_in_candidate),
+            "verdicts": [plain(v.to_dict()) for v in self.verdicts],
+        }
+
+
+class EnvMismatch(CompareError):
+    """The runs measured different machines or builds; timings would not be comparable."""
+
+    def __init__(self, mismatch: Mapping[str, Any]) -> None:
+        self.mismatch = dict(mismatch)
+        diffs = "; ".join(f"{key}: {v['baseline']!r} (baseline) vs {v['candidate']!r} "
+                          "(candidate)" for key, v in self.mismatch.items())
+        super().__init__(f"the runs come from different environments — {diffs}. Timings from "
+                         "different hardware or software are not comparable; rerun the "
+                         "baseline on this machine, or pass --allow-env-mismatch "
+                         "(allow_env_mismatch=True) to compare anyway")
+
+
+# ---- entry points ---------------------------------------------------------------------------
+RunLike = str | Path | Sequence[Record]
+
+
+def compare_runs(baseline: RunLike | RunData, candidate: RunLike | RunData,
+                 options: CompareOptions | None = None) -> Comparison:
+    """Compare two runs: run folder paths, lists of records, or loaded `RunData`.
+
+    Raises `EnvMismatch` when both environments are known and differ, unless allowed.
+    """
+    options = options or CompareOptions()
+    base, cand = _as_run(baseline, "baseline"), _as_run(candidate, "candidate")
+    mismatch = env_mismatch(base.env, cand.env)
+    if mismatch and not options.allow_env_mismatch:
+        raise EnvMismatch(mismatch)
+    return compare_records(base.records, cand.records, options, env_mismatch=mismatch,
+                           env_checked=base.env is not None and cand.env is not None,
+                           labels=(base.label or "baseline", cand.label or "candidate"))
+
+
+def env_mismatch(baseline: Mapping[str, Any] | None,
+                 candidate: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Fingerprint keys (CPU model, GPUs, torch and CUDA versions, threads) that differ."""
+    if baseline is None or candidate is None:
+        return None
+    a, b = fingerprint(baseline), fingerprint(candidate)
+    out = {k: {"baseline": a[k], "candidate": b[k]} for k in FINGERPRINT_KEYS if a[k] != b[k]}
+    return out or None
+
+
+def compare_records(baseline: Sequence[Record], candidate: Sequence[Record],
+                    options: CompareOptions | None = None, *,
+                    env_mismatch: Mapping[str, Any] | None = None, env_checked: bool = False,
+                    labels: tuple[str, str] = ("baseline", "candidate")) -> Comparison:
+    """The verdicts for two lists of records (the last record of a case_id wins)."""
+    options = options or CompareOptions()
+    base = {r.case_id: r for r in merge_repeats(baseline)}
+    cand = {r.case_id: r for r in merge_repeats(candidate)}
+    common = [cid for cid in base if cid in cand]
+    rows: list[MetricVerdict] = []
+    timing: dict[int, _TimingTest] = {}  # row index -> its test, decided once all are in
+    for case_id in common:
+        b, c = base[case_id], cand[case_id]
+        if b.status != "ok" or c.status != "ok":
+            rows.append(_status_verdict(b, c))
+            continue
+        test = _timing_test(b, c, options)
+        if test is not None:
+            timing[len(rows)] = test
+            rows.append(test.placeholder)
+        rows += _metric_verdicts(b, c, options)
+    for index, verdict in _resolve_timing(timing, options).items():
+        rows[index] = verdict
+    return Comparison(
+        verdicts=tuple(rows),
+        only_in_baseline=tuple(base[cid].name for cid in base if cid not in cand),
+        only_in_candidate=tuple(cand[cid].name for cid in cand if cid not in base),
+        env_mismatch=env_mismatch,
+        correction=options.correction,
+        alpha=options.alpha,
+        env_checked=env_checked,
+        baseline_label=labels[0],
+        candidate_label=labels[1],
+        thresholds=tuple(rule.text for rule in options.thresholds),
+        cases_compared=len(common),
+    )
+
+
+def _as_run(value: RunLike | RunData, side: str) -> RunData:
+    if isinstance(value, RunData):
+        return value
+    if isinstance(value, (str, Path)):
+        return load_run(value)
+    records = tuple(value)
+    if not all(isinstance(r, Record) for r in records):
+        raise CompareError(f"{side}: expected a run folder path or a list of Records")
+    return RunData(records=records, env=None, label=side)
+
+
+# ---- timing ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _TimingTest:
+    placeholder: MetricVerdict
+    threshold: float
+    p_greater: float | None
+    p_less: float | None
+
+
+def _timing_test(b: Record, c: Record, options: CompareOptions) -> _TimingTest | None:
+    """The timing test of one case: on per-repeat medians when both sides have at least
+    MIN_REPEATS repeats (robust to drift between runs), else on the two sides' samples."""
+    spec = metric_specs()[TIMING_METRIC]
+    threshold = threshold_for(spec, c.name, c.case_id, options.thresholds)
+    xs, ys = np.asarray(b.samples_ns) / 1e6, np.asarray(c.samples_ns) / 1e6
+    if threshold is None or xs.size == 0 or ys.size == 0:
+        return None
+    rb = np.asarray((b.timing or {}).get("repeat_medians_ns") or []) / 1e6
+    rc = np.asarray((c.timing or {}).get("repeat_medians_ns") or []) / 1e6
+    if rb.size >= MIN_REPEATS and rc.size >= MIN_REPEATS:
+        return _repeat_timing_test(b, c, rb, rc, threshold, options)
+    med_b, med_c = float(np.median(xs)), float(np.median(ys))
+    delta = (med_c - med_b) / med_b * 100 if med_b > 0 else None
+    row = MetricVerdict(case_id=c.case_id, name=c.name, metric=TIMING_METRIC, baseline=med_b,
+                        candidate=med_c, delta_pct=delta, ci_low_pct=None, ci_high_pct=None,
+                        p_value=None, p_adjusted=None, verdict="inconclusive", kind="timing",
+                        threshold=threshold, n_baseline=int(xs.size), n_candidate=int(ys.size),
+                        test="samples")
+    if min(xs.size, ys.size) < options.min_samples:
+        note = (f"too few samples ({xs.size} baseline, {ys.size} candidate; need "
+                f"{options.min_samples} a side)")
+        return _TimingTest(replace(row, note=note), threshold, None, None)
+    return _tested(row, shift_test(xs, ys, options.confidence), threshold)
+
+
+def _repeat_timing_test(b: Record, c: Record, rb: np.ndarray, rc: np.ndarray, threshold: float,
+                        options: CompareOptions) -> _TimingTest:
+    """Per-repeat medians: the values are their geometric means, the change their ratio."""
+    test = repeat_shift_test(rb, rc, options.confidence)
+    geo_b, geo_c = float(np.exp(np.log(rb).mean())), float(np.exp(np.log(rc).mean()))
+    row = MetricVerdict(case_id=c.case_id, name=c.name, metric=TIMING_METRIC, baseline=geo_b,
+                        candidate=geo_c, delta_pct=(geo_c / geo_b - 1) * 100, ci_low_pct=None,
+                        ci_high_pct=None, p_value=None, p_adjusted=None,
+                        verdict="inconclusive", kind="timing", threshold=threshold,
+                        n_baseline=int(rb.size), n_candidate=int(rc.size), test="repeats")
+    return _tested(row, test, threshold)
+
+
+def _tested(row: MetricVerdict, test: ShiftTest, threshold: float) -> _TimingTest:
+    low = (test.ratio_low - 1) * 100 if test.ratio_low is not None else None
+    high = (test.ratio_high - 1) * 100 if test.ratio_high is not None else None
+    p = test.p_greater if (row.delta_pct or 0.0) >= 0 else test.p_less
+    row = replace(row, ci_low_pct=low, ci_high_pct=high, p_value=p)
+    return _TimingTest(row, threshold, test.p_greater, test.p_less)
+
+
+def _resolve_timing(tests: Mapping[int, _TimingTest],
+                    options: CompareOptions) -> dict[int, MetricVerdict]:
+    """Correct the timing p-values across cases, then decide each tested timing verdict.
+
+    Two families, one per direction: regressions are judged on the corrected "slower"
+    p-values, improvements on the corrected "faster" ones. Rows without a test (too few
+    samples) keep their `inconclusive` and are not counted in the family.
+    """
+    tested = {i: t for i, t in tests.items() if t.p_greater is not None and t.p_less is not None}
+    slower = adjust_pvalues([t.p_greater or 0.0 for t in tested.values()], options.correction)
+    faster = adjust_pvalues([t.p_less or 0.0 for t in tested.values()], options.correction)
+    return {index: _decide(test, p_slower, p_faster, options.alpha)
+            for (index, test), p_slower, p_faster in zip(tested.items(), slower, faster,
+                                                          strict=True)}
+
+
+def _decide(test: _TimingTest, p_slower: float, p_faster: float, alpha: float) -> MetricVerdict:
+    row, t = test.placeholder, test.threshold
+    delta = row.delta_pct if row.delta_pct is not None else 0.0
+    p_adj = p_slower if delta >= 0 else p_faster
+    lo, hi = row.ci_low_pct, row.ci_high_pct
+    if delta >= t and p_slower < alpha:
+        verdict, note = "regression", f"≥ {t:g}% and significant"
+    elif delta <= -t and p_faster < alpha:
+        verdict, note = "improvement", f"≤ -{t:g}% and significant"
+    elif lo is not None and hi is not None and -t < lo and hi < t:
+        verdict, note = "same", ""
+    elif abs(delta) >= t:
+        verdict, note = "inconclusive", (f"moved {delta:+.1f}% but not significant (p_adj "
+                                         f"{p_adj:.2g} ≥ {alpha:g})")
+    elif lo is None or hi is None:
+        verdict, note = "inconclusive", "no confidence interval at this sample size"
+    else:
+        verdict, note = "inconclusive", (f"interval [{lo:+.1f}%, {hi:+.1f}%] reaches past "
+                                         f"±{t:g}%")
+    return replace(row, p_adjusted=p_adj, verdict=verdict, note=note)
+
+
+# ---- deterministic counts, memory, fidelity -------------------------------------------------
+def _metric_verdicts(b: Record, c: Record, options: CompareOptions) -> list[MetricVerdict]:
+    out = []
+    for name, spec in metric_specs().items():
+        if spec.kind == "timing":
+            continue
+        xb, xc = _number(b.metrics.get(name)), _number(c.metrics.get(name))
+        if xb is None or xc is None:
+            continue  # a metric measured on one side only (a collector missing) is not gated
+        threshold = threshold_for(spec, c.name, c.case_id, options.thresholds)
+        if threshold is None:
+            continue
+        out.append(_scalar_verdict(spec, c, xb, xc, threshold))
+    return out
+
+
+def _scalar_verdict(spec: MetricSpec, c: Record, xb: float, xc: float,
+                    threshold: float) -> MetricVerdict:
+    delta = (xc - xb) / abs(xb) * 100 if xb != 0 else None
+    worse_by = (xc - xb) if spec.lower_is_better else (xb - xc)
+    if spec.absolute:
+        moved, unit = abs(xc - xb) > threshold, f"±{threshold:g} absolute"
+    elif delta is None:
+        moved, unit = xc != xb, "any change from 0"
+    else:
+        moved, unit = abs(delta) > threshold, f"±{threshold:g}%"
+    if not moved:
+        verdict, note = "same", ""
+    else:
+        verdict = "regression" if worse_by > 0 else "improvement"
+        note = f"beyond the {unit} tolerance"
+    return MetricVerdict(case_id=c.case_id, name=c.name, metric=spec.name, baseline=xb,
+                         candidate=xc, delta_pct=delta, ci_low_pct=None, ci_high_pct=None,
+                         p_value=None, p_adjusted=None, verdict=verdict, kind=spec.kind,
+                         threshold=threshold, note=note)
+
+
+def _status_verdict(b: Record, c: Record) -> MetricVerdict:
+    """A case that did not run ok on both sides: no metric can be compared; say why."""
+    reason = (c.reason or b.reason or "").splitlines()[0] if (c.reason or b.reason) else ""
+    if b.status == "ok" and c.status in ("failed", "oom", "crashed", "timeout"):
+        verdict = "regression"
+    elif c.status == "ok" and b.status in ("failed", "oom", "crashed", "timeout"):
+        verdict = "improvement"
+    elif b.status == c.status:
+        verdict = "same"
+    else:
+        verdict = "inconclusive"
+    note = f"{b.status} → {c.status}" + (f": {reason}" if reason else "")
+    return MetricVerdict(case_id=c.case_id, name=c.name, metric="status", baseline=None,
+                         candidate=None, delta_pct=None, ci_low_pct=None, ci_high_pct=None,
+                         p_value=None, p_adjusted=None, verdict=verdict, kind="status",
+                         note=note)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None

@@ -1,0 +1,243 @@
+"""Two-sample evidence for the regression gate. Pure functions: no I/O, no torch.
+
+Which test depends on how the runs were measured. With enough repeats a side (`MIN_REPEATS`
+worker processes per case, spread through each run), `repeat_shift_test` tests the per-repeat
+medians with Welch's t on their logs: it is only as sure as run-to-run variation allows.
+Otherwise `shift_test` works on the raw samples, which are skewed, heavy-tailed and rarely
+normal, and whose counts differ between runs (the adaptive stop ends each case when *its*
+confidence interval is tight). So, on raw samples:
+
+- the test is the one-sided Mann–Whitney U: rank-based (no normality),
+  valid for any two sample sizes (pyperf's unequal-n t-test is the counter-example), with
+  scipy's tie correction;
+- the interval is the Hodges–Lehmann shift on log times with its distribution-free
+  confidence interval, which inverts the very same rank statistic (an uncorrected one-sided
+  test at 2.5% rejects when the 95% interval excludes zero, up to ties and the normal
+  approximation), needs no random resampling (the gate gives the same answer every time it
+  reads the same data) and, on log times, reads as a percent;
+- the many cases of a sweep are corrected together (Holm by default; Benjamini–Hochberg on
+  request), see `adjust_pvalues`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+CORRECTIONS = ("holm", "bh")
+#: Up to this many pairwise differences are materialised; above it the order statistics are
+#: found by bisection with counting, in O((n + m) log n) per step.
+MATERIALISE_LIMIT = 2_000_000
+#: The exact null distribution of U is tabulated up to this n·m; above it, the normal
+#: approximation (with continuity correction) is within a rank of it.
+EXACT_LIMIT = 2_500
+
+Samples = Sequence[float] | np.ndarray
+
+
+@dataclass(frozen=True)
+class ShiftTest:
+    """Candidate versus baseline for one case: test, shift estimate and its interval.
+
+    `p_greater` is the one-sided p-value for "the candidate is slower", `p_less` for "the
+    candidate is faster". The shift is multiplicative: `ratio` = candidate / baseline under
+    the Hodges–Lehmann estimate, `ratio_low`/`ratio_high` its confidence interval (None when
+    the samples are too few for the asked confidence).
+    """
+
+    n_baseline: int
+    n_candidate: int
+    p_greater: float
+    p_less: float
+    ratio: float | None
+    ratio_low: float | None
+    ratio_high: float | None
+
+
+def shift_test(baseline: Samples, candidate: Samples, confidence: float = 0.95) -> ShiftTest:
+    """Mann–Whitney U both ways and the Hodges–Lehmann ratio with its interval."""
+    x = np.sort(np.asarray(baseline, dtype=float))
+    y = np.sort(np.asarray(candidate, dtype=float))
+    if x.size == 0 or y.size == 0:
+        raise ValueError("both sides need at least one sample")
+    p_greater = _mwu(y, x, "greater")
+    p_less = _mwu(y, x, "less")
+    ratio = low = high = None
+    if x[0] > 0 and y[0] > 0:  # log scale needs positive times (a fake clock may give zero)
+        lx, ly = np.log(x), np.log(y)
+        ratio = math.exp(hodges_lehmann(lx, ly))
+        interval = shift_interval(lx, ly, confidence)
+        if interval is not None:
+            low, high = math.exp(interval[0]), math.exp(interval[1])
+    return ShiftTest(n_baseline=int(x.size), n_candidate=int(y.size), p_greater=p_greater,
+                     p_less=p_less, ratio=ratio, ratio_low=low, ratio_high=high)
+
+
+def _mwu(y: np.ndarray, x: np.ndarray, alternative: str) -> float:
+    """One-sided p-value that y is stochastically greater ("greater") or less than x.
+
+    When every sample on both sides is equal there is no evidence either way: p = 1
+    (scipy would return NaN, the tie-corrected variance being zero).
+    """
+    if np.all(x == x[0]) and np.all(y == x[0]):
+        return 1.0
+    from scipy import stats as sps  # loaded on first use: `archbench --help` stays fast
+
+    result = sps.mannwhitneyu(y, x, alternative=alternative, method="auto")
+    p = float(result.pvalue)
+    return 1.0 if math.isnan(p) else min(max(p, 0.0), 1.0)
+
+
+#: Repeats a side from which the test uses per-repeat medians instead of the samples.
+MIN_REPEATS = 3
+
+
+def repeat_shift_test(baseline: Samples, candidate: Samples,
+                      confidence: float = 0.95) -> ShiftTest:
+    """Welch's t-test on log per-repeat medians, and the ratio's t-interval.
+
+    Samples from one worker share that moment's machine state (clock, neighbours, memory
+    layout), so they are not independent evidence about another run: a test on them calls
+    any drift between two runs significant. The repeats of a case are separate workers spread
+    through the run; their medians vary as runs do, so a test on them is only as sure as
+    run-to-run variation allows. Logs make the shift multiplicative (a ratio, read as %);
+    with a handful of repeats a side, Welch's t uses the data far better than a rank test,
+    whose smallest possible p-value at 3 vs 3 is 0.05.
+    """
+    from scipy import stats as sps
+
+    lx = np.log(np.asarray(baseline, dtype=float))
+    ly = np.log(np.asarray(candidate, dtype=float))
+    if lx.size < 2 or ly.size < 2:
+        raise ValueError("the repeat test needs at least two repeats a side")
+    diff = float(ly.mean() - lx.mean())
+    vx, vy = float(lx.var(ddof=1)) / lx.size, float(ly.var(ddof=1)) / ly.size
+    se = math.sqrt(vx + vy)
+    if se == 0.0:  # identical repeats on both sides: the sign of the shift is all there is
+        p_greater = 0.0 if diff > 0 else 1.0
+        p_less = 0.0 if diff < 0 else 1.0
+        half = 0.0
+    else:
+        df = (vx + vy) ** 2 / (vx ** 2 / (lx.size - 1) + vy ** 2 / (ly.size - 1))
+        t = diff / se
+        p_greater, p_less = float(sps.t.sf(t, df)), float(sps.t.cdf(t, df))
+        half = float(sps.t.ppf(0.5 + confidence / 2, df)) * se
+    return ShiftTest(n_baseline=int(lx.size), n_candidate=int(ly.size), p_greater=p_greater,
+                     p_less=p_less, ratio=math.exp(diff), ratio_low=math.exp(diff - half),
+                     ratio_high=math.exp(diff + half))
+
+
+# ---- Hodges–Lehmann shift and its interval --------------------------------------------------
+def hodges_lehmann(x: Samples, y: Samples) -> float:
+    """Median of all pairwise differences y_j - x_i: the shift estimate behind the U test."""
+    xs, ys = np.sort(np.asarray(x, dtype=float)), np.sort(np.asarray(y, dtype=float))
+    total = xs.size * ys.size
+    lower = kth_difference(xs, ys, (total - 1) // 2)
+    upper = kth_difference(xs, ys, total // 2)
+    return (lower + upper) / 2
+
+
+def shift_interval(x: Samples, y: Samples, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Distribution-free interval for the shift of y over x (Bauer 1972; Hollander & Wolfe).
+
+    With D(1) <= ... <= D(nm) the sorted differences, [D(c), D(nm + 1 - c)] covers the shift
+    with probability 1 - 2·P(U <= c - 1) under the shift model, for U the null Mann–Whitney
+    statistic; c is the largest rank keeping that at or above `confidence`. None when even the
+    full range cannot reach it (e.g. 2 samples a side at 95%).
+    """
+    xs, ys = np.sort(np.asarray(x, dtype=float)), np.sort(np.asarray(y, dtype=float))
+    c = interval_rank(xs.size, ys.size, confidence)
+    if c is None:
+        return None
+    total = xs.size * ys.size
+    return kth_difference(xs, ys, c - 1), kth_difference(xs, ys, total - c)
+
+
+def interval_rank(n: int, m: int, confidence: float) -> int | None:
+    """The 1-based rank c of the interval's lower end, or None when no rank qualifies."""
+    half_alpha = (1.0 - confidence) / 2
+    if n * m <= EXACT_LIMIT:
+        cdf = np.cumsum(u_null_pmf(n, m))
+        ok = np.nonzero(cdf <= half_alpha + 1e-12)[0]  # k with P(U <= k) <= alpha/2
+        return int(ok[-1]) + 1 if ok.size else None
+    sigma = math.sqrt(n * m * (n + m + 1) / 12)
+    from scipy import stats as sps
+
+    k = math.floor(n * m / 2 - 0.5 + float(sps.norm.ppf(half_alpha)) * sigma)
+    return k + 1 if k >= 0 else None
+
+
+def u_null_pmf(n: int, m: int) -> np.ndarray:
+    """Exact null distribution of the Mann–Whitney U for sizes n and m (no ties).
+
+    W(u; i, j) = W(u - j; i - 1, j) + W(u; i, j - 1): the largest of the i + j values comes
+    from the first sample (beating all j of the second) or from the second.
+    """
+    # table[j] holds W(.; i, j) for the current i, as float counts (exact to 2**53).
+    table = [np.zeros(n * m + 1) for _ in range(m + 1)]
+    for j in range(m + 1):
+        table[j][0] = 1.0  # i = 0: U is 0 in exactly one way
+    for _ in range(n):  # add the first sample's values one at a time
+        new = [np.zeros(n * m + 1) for _j in range(m + 1)]
+        new[0][0] = 1.0
+        for j in range(1, m + 1):
+            new[j] = new[j - 1].copy()
+            new[j][j:] += table[j][: n * m + 1 - j]
+        table = new
+    counts = table[m]
+    return counts / counts.sum()
+
+
+def kth_difference(xs: np.ndarray, ys: np.ndarray, k: int) -> float:
+    """The k-th smallest (0-based) of the n·m differences ys[j] - xs[i]; both sorted."""
+    total = xs.size * ys.size
+    if not 0 <= k < total:
+        raise ValueError(f"rank {k} outside 0..{total - 1}")
+    if total <= MATERIALISE_LIMIT:
+        diffs = np.subtract.outer(ys, xs).ravel()
+        return float(np.partition(diffs, k)[k])
+    lo, hi = float(ys[0] - xs[-1]), float(ys[-1] - xs[0])
+    # Smallest d with #(diff <= d) >= k + 1; 200 halvings reach float resolution.
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if mid in (lo, hi):
+            break
+        if _count_at_most(xs, ys, mid) >= k + 1:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _count_at_most(xs: np.ndarray, ys: np.ndarray, d: float) -> int:
+    """#{(i, j): ys[j] - xs[i] <= d} = sum over j of #{i: xs[i] >= ys[j] - d}."""
+    return int(xs.size * ys.size - np.searchsorted(xs, ys - d, side="left").sum())
+
+
+# ---- correction across cases ----------------------------------------------------------------
+def adjust_pvalues(pvalues: Sequence[float], method: str = "holm") -> list[float]:
+    """Adjusted p-values for a family of tests; compare each with alpha.
+
+    holm: step-down Holm–Bonferroni; controls the family-wise error rate (the chance that
+    *any* flagged case is noise) under any dependence between the tests.
+    bh: Benjamini–Hochberg step-up; controls the false discovery rate (the expected share of
+    flagged cases that are noise), more permissive when many cases really changed.
+    """
+    if method not in CORRECTIONS:
+        raise ValueError(f"unknown correction {method!r}; use one of {CORRECTIONS}")
+    p = np.asarray(pvalues, dtype=float)
+    k = p.size
+    if k == 0:
+        return []
+    order = np.argsort(p, kind="stable")
+    ranked = p[order]
+    if method == "holm":
+        scaled = np.maximum.accumulate((k - np.arange(k)) * ranked)
+    else:
+        scaled = np.minimum.accumulate((k / np.arange(1, k + 1) * ranked)[::-1])[::-1]
+    adjusted = np.empty(k)
+    adjusted[order] = np.minimum(scaled, 1.0)
+    return [float(v) for v in adjusted]

@@ -1,0 +1,170 @@
+"""What runs inside a case's worker process: build, warm up, time, report back.
+
+The parent sends a `WorkerJob`; the worker answers with the messages of
+`bench.measure.protocol` on a pipe: a `Phase` as it enters build / warmup / timed /
+teardown (parent-side samplers align with these), then exactly one `Done` or `Failed`.
+
+Imported by the forkserver at start (preloading torch), so it must never initialise CUDA at
+import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from bench.errors import BuildError, UnsupportedCase
+from bench.measure import allocator, capability
+from bench.measure.clock import Clock, CudaEventClock, PerfCounterClock
+from bench.measure.models.build import BuiltModel, Inputs, build
+from bench.measure.probes.attach import WorkerProbes
+from bench.measure.probes.host_memory import faults_per_call
+from bench.measure.protocol import Done, Failed, Findings, Phase, Send, WorkerJob
+from bench.measure.stages import prepare
+from bench.measure.timing import TimingResult, measure
+from bench.measure.transforms.precision import tf32_flags
+from bench.plain import plain
+
+
+def worker_main(job: WorkerJob, conn: Any) -> None:
+    """Entry point of a worker process."""
+    # The parent owns Ctrl-C: it decides whether to stop the worker and what to record.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if job.log_path:
+        _redirect_output(job.log_path)
+    allocator.pin()
+    try:
+        run_case(job, conn.send)
+    finally:
+        conn.close()
+
+
+def run_case(job: WorkerJob, send: Send, prebuilt: Prebuilt | None = None) -> None:
+    """Run one case and send exactly one final message; used inline and in workers.
+
+    `prebuilt` (a model and its input) replaces the build step: the pytest fixture measures
+    a module the caller already holds, through the same stages as a suite case.
+    """
+    try:
+        timing, findings = execute(job, send, prebuilt)
+    except UnsupportedCase as exc:
+        send(Failed("unsupported", str(exc)))
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        message = str(exc) if isinstance(exc, BuildError) else f"{type(exc).__name__}: {exc}"
+        send(Failed("oom" if is_oom(exc) else "failed", message, traceback.format_exc()))
+    else:
+        send(Done(timing=plain(timing.to_dict()),
+                  findings=Findings(metrics=plain(findings.metrics), info=plain(findings.info),
+                                    warnings=plain(findings.warnings))))
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or
+                                              "can't allocate memory" in text)
+
+
+Prebuilt = tuple[BuiltModel, Inputs]
+
+
+class PhaseBus:
+    """Announces phases to the parent (for samplers outside the worker) and to listeners
+    inside it (collectors that reset or read per-phase counters)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._listeners: list[Callable[[str], None]] = []
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        self._listeners.append(listener)
+
+    def __call__(self, name: str) -> None:
+        for listener in self._listeners:
+            listener(name)
+        self._send(Phase(name, time.time()))
+
+
+def execute(job: WorkerJob, send: Send,
+            prebuilt: Prebuilt | None = None) -> tuple[TimingResult, Findings]:
+    """Build, prepare and time one case. Stages, in order:
+
+    capability check -> build (seeded) -> prepare (device, reference output, pruning,
+    precision, statistics, fidelity, step, compile; see bench.measure.stages) -> warm-up and timed
+    window -> profile (when asked) -> teardown. Everything a stage learns goes into
+    `Findings`; collectors (`bench.measure.probes.attach`) hook in at the phase messages.
+    """
+    case, settings = job.case, job.case.settings
+    phase = PhaseBus(send)
+    out = Findings()
+    probes = WorkerProbes.attach(job, phase, out)
+    device = torch.device(case.device)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch_threads(settings.threads))
+        out.info["tf32"] = stack.enter_context(tf32_flags(device, case.precision))
+        out.info["allocator"] = allocator.state()
+        out.warnings += capability.check(case)
+        phase("build")
+        built_at = time.perf_counter()
+        built, inputs = prebuilt or build(case, job.search_path)
+        prepared = prepare(case, built, inputs, out.metrics, out.info, stack)
+        out.metrics["build_s"] = time.perf_counter() - built_at
+        probes.after_build(prepared, case.batch_size)
+        with prepared.grad_mode():
+            timing = measure(prepared.step, clock_for(device), settings, on_phase=phase)
+        out.warnings += prepared.finish(out.metrics)
+        probes.after_timing(prepared, device, phase)
+        phase("teardown")
+        probes.finish()
+        faults_per_call(out.metrics, len(timing.samples_ns) * timing.block_size)
+        out.metrics["threads"] = torch.get_num_threads()
+        out.info.update(device_name=device_name(device), torch_version=str(torch.__version__))
+        return timing, out
+
+
+def clock_for(device: torch.device) -> Clock:
+    return CudaEventClock(device) if device.type == "cuda" else PerfCounterClock()
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    from bench.env import cpu_model
+    return cpu_model()
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Fix torch's intra-op thread count for the case, restoring it after (inline runs)."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _redirect_output(path: str) -> None:
+    """Send fd 1 and 2 to the case's log, and dump Python stacks there on a fatal signal,
+    so a segfault or abort leaves a readable trace for the record."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    faulthandler.enable(file=sys.stderr, all_threads=True)

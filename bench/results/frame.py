@@ -1,0 +1,114 @@
+"""Results as a pandas DataFrame: one row per case, parameters and metrics as columns.
+
+Column naming contract (reports and the gate rely on it): parameters keep their axis names
+(`model`, `depth`, `width`, ..., `prune_method`, `prune_ratio`); statistics carry units
+(`median_ms`, `throughput_items_s`); metrics keep the unit-suffixed names they are recorded
+with (`params_total`, `peak_rss_bytes`, `energy_per_item_j`, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.results.record import Record
+from bench.results.repeats import merge_repeats
+from bench.results.store import load_records
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+# ---- DataFrame ------------------------------------------------------------------------------
+def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """Results as a DataFrame: one row per case, parameters and metrics as columns.
+
+    `samples_ms` keeps the raw per-iteration samples (a list per row) for distributions and
+    significance tests; a case measured in several worker processes (`repeats`) is one row
+    with its samples pooled and each repeat's median in `repeat_medians_ms`.
+    """
+    import pandas as pd
+
+    rows = [flatten(record) for record in merge_repeats(load_records(paths))]
+    frame = pd.DataFrame(rows)
+    for column in frame.columns:
+        if column in INTEGER_COLUMNS or (column.startswith("cuda_max_") and
+                                         column.endswith("_bytes")):
+            frame[column] = frame[column].astype("Int64")  # stays integer beside missing values
+    return frame
+
+
+#: Integer columns that would turn float where some rows (failed cases) have no value.
+INTEGER_COLUMNS = ("depth", "width", "features", "image_size", "seq_len", "classes",
+                   "batch_size", "n_samples", "repeats", "block_size", "warmup_iters", "threads",
+                   "params_total", "params_nonzero", "weight_bytes", "buffer_bytes",
+                   "rss_before_build_bytes", "peak_rss_bytes", "peak_rss_timed_bytes",
+                   "ru_maxrss_bytes", "nvml_device_used_bytes", "nvml_process_used_bytes")
+
+
+def flatten(record: Record) -> dict[str, Any]:
+    """One DataFrame row from a record."""
+    params = dict(record.params)
+    prune = params.pop("prune", {}) or {}
+    model_args = params.pop("model_args", {}) or {}
+    row: dict[str, Any] = {
+        "run_id": record.run_id,
+        "case_id": record.case_id,
+        "name": record.name,
+        "suite": record.suite,
+        "sweep": record.sweep,
+        "status": record.status,
+        "reason": record.reason,
+        **params,
+        "prune_method": prune.get("method", "none"),
+        "prune_ratio": prune.get("ratio", 0.0),
+        "prune_scope": prune.get("scope"),
+        "model_args": json.dumps(model_args, sort_keys=True) if model_args else None,
+        "warnings": "; ".join(record.warnings) or None,
+        "started_at": record.started_at,
+        "duration_s": record.duration_s,
+    }
+    from bench.stats import summarize  # numpy/scipy: loaded when results are read
+
+    timing = record.timing or {}
+    samples = record.samples_ns
+    if samples:
+        summary = summarize(samples, items_per_iter=int(params.get("batch_size") or 1),
+                            confidence=float(record.settings.get("confidence", 0.95)))
+        row.update(summary.to_dict())
+        row["n_samples"] = row.pop("n")
+        medians = [m / 1e6 for m in timing.get("repeat_medians_ns") or []]
+        row["repeats"] = len(medians) or 1
+        row["repeat_medians_ms"] = medians or None
+        row["repeat_cv"] = (statistics.stdev(medians) / statistics.mean(medians)
+                            if len(medians) > 1 else None)
+        row["samples_ms"] = [s / 1e6 for s in samples]
+        row.update({
+            "block_size": timing.get("block_size"),
+            "first_call_ms": _ms(timing.get("first_call_ns")),
+            "warmup_iters": timing.get("warmup_iters"),
+            "warmup_ms": _ms(timing.get("warmup_ns")),
+            "measure_s": (timing.get("measure_ns") or 0) / 1e9,
+            "target_ci": record.settings.get("target_ci"),
+            "target_met": timing.get("target_met"),
+            "stop_reason": timing.get("stop_reason"),
+            "clock": timing.get("clock"),
+        })
+    row.update(record.metrics)
+    for key in INFO_COLUMNS:  # structured collector output, one dict per row (or None)
+        row[key] = record.info.get(key)
+    return row
+
+
+#: `info` entries that become DataFrame columns holding dicts: the telemetry timeline
+#: (`{"t_s": [...], "phase": [...], "rss_bytes": [...], "power_w": [...], ...}`), the
+#: operator profile (`{"top_ops": [...], "trace": "traces/<case_id>.json"}`) and each
+#: collector's status (`{name: {"ok": bool, "reason": str | None}}`).
+INFO_COLUMNS = ("telemetry", "profile", "collectors")
+
+
+def _ms(ns: Any) -> float | None:
+    return None if ns is None else float(ns) / 1e6

@@ -1,0 +1,70 @@
+"""Pool the repeats of a case into one record. Pure: no I/O, no torch.
+
+With `repeats = R`, a case is measured by R worker processes spread through the run, and each
+writes its own record as it ends (so an interrupted run keeps every finished repeat). Readers
+want one row per case: `merge_repeats` pools the samples, keeps each repeat's median (the
+unit the regression gate tests when it has at least three a side), and takes the worst
+status, so a repeat that crashed is not hidden by the others.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+from bench.results.record import Record
+
+_STATUS_ORDER = ("crashed", "oom", "timeout", "failed", "unsupported", "ok")
+
+
+def merge_repeats(records: Iterable[Record]) -> list[Record]:
+    """One record per (run, case), in the order cases first appear."""
+    groups: dict[tuple[str, str], list[Record]] = {}
+    for record in records:
+        groups.setdefault((record.run_id, record.case_id), []).append(record)
+    return [merge(group) for group in groups.values()]
+
+
+def merge(group: list[Record]) -> Record:
+    """The repeats of one case as one record (a single record is returned with its repeat
+    median added, so every reader sees the same shape)."""
+    group = sorted(group, key=lambda r: r.repeat)
+    ok = [r for r in group if r.status == "ok" and r.samples_ns]
+    worst = min(group, key=lambda r: _STATUS_ORDER.index(r.status))
+    base = ok[0] if ok else worst
+    timing: dict[str, Any] | None = None
+    if ok:
+        timing = dict(ok[0].timing or {})
+        timing["samples_ns"] = [s for r in ok for s in r.samples_ns]
+        timing["repeat_medians_ns"] = [statistics.median(r.samples_ns) for r in ok]
+        timing["target_met"] = all((r.timing or {}).get("target_met") for r in ok)
+        timing["measure_ns"] = sum((r.timing or {}).get("measure_ns") or 0 for r in ok)
+    metrics = dict(base.metrics)
+    for key in _peak_metrics(ok):
+        values = [r.metrics[key] for r in ok if isinstance(r.metrics.get(key), (int, float))]
+        if values:
+            metrics[key] = max(values)
+    info = dict(base.info)
+    if len(group) > 1:
+        info["repeats"] = [{"repeat": r.repeat, "status": r.status,
+                            "worker_pid": r.info.get("worker_pid")} for r in group]
+    return replace(
+        base,
+        status=worst.status,
+        reason=worst.reason if worst.status != "ok" else base.reason,
+        traceback=worst.traceback if worst.status != "ok" else base.traceback,
+        timing=timing if ok else worst.timing,
+        metrics=metrics,
+        info=info,
+        warnings=tuple(dict.fromkeys(w for r in group for w in r.warnings)),
+        duration_s=sum(r.duration_s or 0.0 for r in group),
+    )
+
+
+def _peak_metrics(records: list[Record]) -> set[str]:
+    """Memory peaks: the case's peak is the highest any repeat reached."""
+    names = {k for r in records for k in r.metrics}
+    return {k for k in names if k.endswith("_bytes") and
+            any(word in k for word in ("peak", "max", "used"))}

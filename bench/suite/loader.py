@@ -1,0 +1,419 @@
+"""Read a suite TOML file into a validated, expanded `Suite`.
+
+Structure and types are checked by pydantic models (unknown keys are errors, so a typo never
+silently drops an axis); meaning (which axes a model takes, impossible combinations) is checked
+here. Every problem becomes a `SpecError` naming the file, the key path, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+)
+
+from bench.errors import SpecError, did_you_mean, one_of
+from bench.suite import axes, models
+from bench.suite.spec import SETTINGS_KEYS, Case, Settings, Suite
+
+
+def _listify(value: Any) -> Any:
+    """A scalar where a list is expected means a one-value axis."""
+    return value if isinstance(value, list) else [value]
+
+
+def _prune_shorthand(value: Any) -> Any:
+    """`prune = "none"` (or a list holding "none") is short for `{ method = "none" }`."""
+    return [{"method": "none"} if v == "none" else v for v in _listify(value)]
+
+
+_AXIS = (BeforeValidator(_listify), Field(min_length=1))
+IntAxis = Annotated[list[StrictInt], *_AXIS]
+PositiveIntAxis = Annotated[list[Annotated[int, Field(ge=1, strict=True)]], *_AXIS]
+StrAxis = Annotated[list[StrictStr], *_AXIS]
+# Spelled out for the type checker; tests keep them equal to bench.suite.axes.
+Activation = Literal["relu", "gelu", "silu", "tanh"]
+Precision = Literal["fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16", "int8-dynamic",
+                    "int8-weight-only", "fp8"]
+CompileMode = Literal["eager", "default", "max-autotune", "reduce-overhead"]
+Mode = Literal["inference", "train"]
+PruneMethod = Literal["none", "unstructured", "structured", "semi-structured-2:4"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PruneEntry(_Strict):
+    method: PruneMethod
+    ratio: Annotated[list[StrictFloat | StrictInt], *_AXIS] | None = None
+    scope: Literal["layer", "global"] = "layer"
+    round_to: Annotated[int, Field(ge=1)] = 8
+
+
+class SuiteHeader(_Strict):
+    name: Annotated[StrictStr, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    description: StrictStr = ""
+
+
+class SweepBlock(_Strict):
+    name: StrictStr = ""
+    model: StrAxis
+    depth: IntAxis | None = None
+    width: IntAxis | None = None
+    activation: Annotated[list[Activation], *_AXIS] | None = None
+    features: IntAxis | None = None
+    image_size: IntAxis | None = None
+    seq_len: IntAxis | None = None
+    classes: IntAxis | None = None
+    batch_size: PositiveIntAxis = [1]
+    device: StrAxis = ["cpu"]
+    precision: Annotated[list[Precision], *_AXIS] = ["fp32"]
+    prune: Annotated[list[PruneEntry], BeforeValidator(_prune_shorthand),
+                     Field(min_length=1)] = [PruneEntry(method="none")]
+    compile: Annotated[list[CompileMode], *_AXIS] = ["eager"]
+    mode: Annotated[list[Mode], *_AXIS] = ["inference"]
+    model_args: dict[str, StrictStr | StrictInt | StrictFloat | bool] | None = None
+    exclude: list[dict[str, Any]] = []
+    settings: dict[str, Any] = {}
+
+
+class SuiteFile(_Strict):
+    suite: SuiteHeader
+    settings: dict[str, Any] = {}
+    sweep: Annotated[list[SweepBlock], Field(min_length=1)]
+
+
+#: The axes of a sweep block, in the order cases are expanded (last varies fastest).
+AXES = ("model", "depth", "width", "activation", "features", "image_size", "seq_len", "classes",
+        "batch_size", "device", "precision", "prune", "compile", "mode")
+_SETTINGS = TypeAdapter(Settings)
+
+
+def load(path: str | Path, *, axis_overrides: Mapping[str, Sequence[Any]] | None = None,
+         settings_overrides: Mapping[str, Any] | None = None) -> Suite:
+    """Load, validate and expand a suite file.
+
+    `axis_overrides` replace an axis in every block (the CLI's `--device cuda`);
+    `settings_overrides` win over the file's settings (`--max-time 2`).
+    """
+    file = str(path)
+    try:
+        raw_bytes = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise SpecError("no such file; check the path (suites usually live in suites/)",
+                        file=file) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read the file: {exc.strerror}", file=file) from None
+    try:
+        data = tomllib.loads(raw_bytes.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SpecError("the file is not UTF-8 text", file=file) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"not valid TOML: {exc}", file=file) from None
+    for axis, values in (axis_overrides or {}).items():
+        for block in data.get("sweep", []) if isinstance(data.get("sweep"), list) else []:
+            if isinstance(block, dict):
+                block[axis] = list(values)
+    try:
+        parsed = SuiteFile.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_describe(exc), file=file) from None
+
+    base = _settings(parsed.settings, settings_overrides, file=file, key="settings")
+    cases: list[Case] = []
+    for index, block in enumerate(parsed.sweep):
+        where = f"sweep[{index}]"
+        block_settings = _settings({**parsed.settings, **block.settings}, settings_overrides,
+                                   file=file, key=f"{where}.settings") if block.settings else base
+        cases += _expand(block, block_settings, parsed.suite.name, file=file, where=where)
+
+    unique: dict[str, Case] = {}
+    for case in cases:
+        unique.setdefault(case.case_id, case)
+    return Suite(
+        name=parsed.suite.name,
+        path=file,
+        content_sha256=hashlib.sha256(raw_bytes).hexdigest(),
+        cases=_unique_names(list(unique.values())),
+        description=parsed.suite.description,
+        duplicates_dropped=len(cases) - len(unique),
+    )
+
+
+# ---- one case outside a file (the pytest fixture) --------------------------------------------
+#: The transform axes a single case can be given without a suite file.
+TRANSFORM_AXES = ("precision", "prune", "compile", "mode")
+
+
+def transforms(values: Mapping[str, Any], device: str, *, file: str) -> dict[str, Any]:
+    """The transform axes of one case (scalars; `prune` "none" or a table), checked exactly
+    as a sweep block's are, as keyword arguments for `Case`."""
+    given = {key: values[key] for key in TRANSFORM_AXES if key in values}
+    try:
+        block = SweepBlock.model_validate({"model": ["-"], "device": [device], **given})
+    except ValidationError as exc:
+        raise SpecError(_describe(exc), file=file) from None
+    _check_devices(block.device, file=file, key="device")
+    out: dict[str, Any] = {key: getattr(block, key)[0] for key in given if key != "prune"}
+    if "prune" in given:
+        prunes = _prunes(block.prune, file=file, key="prune")
+        if len(prunes) != 1:
+            raise SpecError("give one pruning ratio for a single case", file=file, key="prune")
+        out["prune"] = prunes[0]
+    conflicts = axes.static_conflicts(device=device, precision=out.get("precision", "fp32"),
+                                      prune=out.get("prune", axes.Prune()),
+                                      compile=out.get("compile", "eager"),
+                                      mode=out.get("mode", "inference"))
+    if conflicts:
+        raise SpecError(conflicts[0][1], file=file, key=conflicts[0][0])
+    return out
+
+
+def settings(values: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, *,
+             file: str, key: str = "settings") -> Settings:
+    """Settings from a table and overrides (`--set`), with the errors a suite file gets."""
+    return _settings(values, overrides, file=file, key=key)
+
+
+# ---- settings -------------------------------------------------------------------------------
+def _settings(values: Mapping[str, Any], overrides: Mapping[str, Any] | None, *, file: str,
+              key: str) -> Settings:
+    merged = {**values, **(overrides or {})}
+    for name in merged:
+        if name not in SETTINGS_KEYS:
+            raise SpecError(f'unknown setting "{name}"{did_you_mean(name, SETTINGS_KEYS)}; '
+                            f"settings are {one_of(SETTINGS_KEYS)}", file=file, key=f"{key}.{name}")
+    try:
+        return _SETTINGS.validate_python(merged)
+    except ValidationError as exc:
+        raise SpecError(_describe(exc, prefix=key), file=file) from None
+
+
+# ---- expansion ------------------------------------------------------------------------------
+def _expand(block: SweepBlock, settings: Settings, suite: str, *, file: str,
+            where: str) -> list[Case]:
+    for model_name in block.model:
+        _check_model_axes(block, model_name, file=file, where=where)
+    _check_devices(block.device, file=file, key=f"{where}.device")
+    prunes = _prunes(block.prune, file=file, key=f"{where}.prune")
+    rules = [_exclude_rule(rule, file=file, key=f"{where}.exclude[{i}]")
+             for i, rule in enumerate(block.exclude)]
+    model_args = tuple(sorted((block.model_args or {}).items()))
+
+    out: list[Case] = []
+    for model_name in block.model:
+        info = models.get(model_name)
+        values: dict[str, Sequence[Any]] = {}
+        for axis in AXES[1:]:
+            given = prunes if axis == "prune" else getattr(block, axis)
+            if axis in models.MODEL_AXES:
+                default = info.defaults.get(axis)
+                values[axis] = given if given is not None else [default]
+            else:
+                values[axis] = given
+        for combo in itertools.product(*values.values()):
+            params = dict(zip(values, combo, strict=True))
+            if any(_matches(rule, model_name, params) for rule in rules):
+                continue
+            case = Case(model=model_name, model_args=model_args, settings=settings, suite=suite,
+                        sweep=block.name, **params)
+            _check_static(case, file=file, where=where)
+            out.append(case)
+    if not out:
+        raise SpecError("every case of this block is excluded; loosen `exclude` or remove the "
+                        "block", file=file, key=where)
+    return out
+
+
+def _check_model_axes(block: SweepBlock, model_name: str, *, file: str, where: str) -> None:
+    info = models.get(model_name, key=f"{where}.model", file=file)
+    for axis in models.MODEL_AXES:
+        given = getattr(block, axis)
+        if given is None:
+            continue
+        if axis not in info.axes:
+            takes = one_of(sorted(info.axes)) if info.axes else "no model axes"
+            note = f"; {info.fixed_note}" if info.fixed_note else ""
+            raise SpecError(
+                f'model "{model_name}" does not take `{axis}` (it takes {takes}){note}; '
+                f"remove `{axis}` or put {model_name} in a [[sweep]] block of its own",
+                file=file, key=f"{where}.{axis}")
+        low, high = info.bounds.get(axis, (None, None))
+        for i, value in enumerate(given):
+            if (low is not None and value < low) or (high is not None and value > high):
+                allowed = f">= {low}" if high is None else f"between {low} and {high}"
+                raise SpecError(f"{value} is out of range for {model_name}; use a value {allowed}",
+                                file=file, key=f"{where}.{axis}[{i}]")
+    if block.model_args and not info.takes_model_args:
+        raise SpecError(f'model "{model_name}" takes no model_args (only user factories do)',
+                        file=file, key=f"{where}.model_args")
+
+
+def _check_devices(devices: Sequence[str], *, file: str, key: str) -> None:
+    for i, device in enumerate(devices):
+        if axes.device_kind(device) is None:
+            raise SpecError(f'unknown device "{device}"; use "cpu", "cuda" or "cuda:N"',
+                            file=file, key=f"{key}[{i}]")
+
+
+def _prunes(entries: Sequence[PruneEntry], *, file: str, key: str) -> list[axes.Prune]:
+    """Each table may give several ratios; it stands for one Prune per ratio."""
+    out: list[axes.Prune] = []
+    for i, entry in enumerate(entries):
+        if entry.method == "none":
+            if entry.ratio is not None:
+                raise SpecError('method "none" takes no ratio; drop `ratio`',
+                                file=file, key=f"{key}[{i}].ratio")
+            out.append(axes.Prune())
+            continue
+        if entry.method == "semi-structured-2:4":
+            if entry.ratio not in (None, [0.5]):
+                raise SpecError("2:4 sparsity always removes half the weights; drop `ratio` or "
+                                "set it to 0.5", file=file, key=f"{key}[{i}].ratio")
+            out.append(axes.Prune(method=entry.method, ratio=0.5))
+            continue
+        if entry.ratio is None:
+            raise SpecError(f'method "{entry.method}" needs a ratio in (0, 1), e.g. ratio = 0.5',
+                            file=file, key=f"{key}[{i}].ratio")
+        for j, ratio in enumerate(entry.ratio):
+            if not 0 < ratio < 1:
+                raise SpecError(f"ratio {ratio} is outside (0, 1); it is the fraction removed",
+                                file=file, key=f"{key}[{i}].ratio[{j}]")
+            out.append(axes.Prune(method=entry.method, ratio=float(ratio), scope=entry.scope,
+                                  round_to=entry.round_to))
+    return out
+
+
+def _check_static(case: Case, *, file: str, where: str) -> None:
+    conflicts = axes.static_conflicts(device=case.device, precision=case.precision,
+                                      prune=case.prune, compile=case.compile, mode=case.mode)
+    if conflicts:
+        axis, reason = conflicts[0]
+        rule = {"device": case.device, axis: getattr(case, axis)}
+        if axis == "prune":
+            rule["prune"] = {"method": case.prune.method}
+        shown = ", ".join(f"{k} = {_toml(v)}" for k, v in rule.items())
+        raise SpecError(f"{case.name}: {reason}; remove that value or add "
+                        f"`exclude = [{{ {shown} }}]` to the block",
+                        file=file, key=f"{where}.{axis}")
+
+
+# ---- exclude rules --------------------------------------------------------------------------
+def _exclude_rule(rule: Mapping[str, Any], *, file: str, key: str) -> dict[str, list[Any]]:
+    if not rule:
+        raise SpecError("an empty exclude rule would drop every case; give at least one axis",
+                        file=file, key=key)
+    out: dict[str, list[Any]] = {}
+    for axis, value in rule.items():
+        if axis not in AXES:
+            raise SpecError(f'unknown axis "{axis}"{did_you_mean(axis, AXES)} in an exclude '
+                            f"rule; axes are {one_of(AXES)}", file=file, key=f"{key}.{axis}")
+        out[axis] = value if isinstance(value, list) else [value]
+    return out
+
+
+def _matches(rule: Mapping[str, list[Any]], model: str, params: Mapping[str, Any]) -> bool:
+    """A case is excluded when every axis of the rule matches one of the rule's values."""
+    for axis, allowed in rule.items():
+        value = model if axis == "model" else params[axis]
+        if axis == "prune":
+            if not any(_prune_matches(value, pattern) for pattern in allowed):
+                return False
+        elif value not in allowed:
+            return False
+    return True
+
+
+def _prune_matches(prune: Any, pattern: Any) -> bool:
+    if isinstance(pattern, str):
+        return prune.method == pattern
+    if isinstance(pattern, dict):
+        return all(getattr(prune, k, object()) == v for k, v in pattern.items())
+    return False
+
+
+# ---- names ----------------------------------------------------------------------------------
+def _unique_names(cases: list[Case]) -> tuple[Case, ...]:
+    """Two cases that differ only in something the name leaves out get an id suffix."""
+    counts: dict[str, int] = {}
+    for case in cases:
+        counts[case.name] = counts.get(case.name, 0) + 1
+    return tuple(replace(c, name_suffix=c.case_id[:6]) if counts[c.name] > 1 else c
+                 for c in cases)
+
+
+# ---- error text -----------------------------------------------------------------------------
+def _describe(exc: ValidationError, prefix: str = "") -> str:
+    """Turn pydantic's errors into lines naming the key path, the value and the fix."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = [part for part in error["loc"] if not _is_union_tag(part)]
+        key = _key_path(loc, prefix)
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            word = str(loc[-1])
+            lines.append(f'{key}: unknown key "{word}"{did_you_mean(word, allowed)}; '
+                         f"allowed keys here are {one_of(allowed)}")
+        elif kind == "missing":
+            lines.append(f"{key}: required key is missing")
+        elif kind == "too_short":
+            lines.append(f"{key}: must not be empty; give at least one value")
+        else:
+            lines.append(f"{key}: {error['msg']}, got {_toml(error.get('input'))}")
+    first, *rest = lines
+    return first + "".join(f"\n  also {line}" for line in rest[:4])
+
+
+def _is_union_tag(part: Any) -> bool:
+    """pydantic puts the tried union member in the location; users never wrote those."""
+    return isinstance(part, str) and (part.startswith(("literal[", "function-")) or
+                                      part in ("str", "int", "float", "bool"))
+
+
+def _key_path(loc: Sequence[Any], prefix: str) -> str:
+    path = prefix
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+_NESTED: dict[str, type[BaseModel]] = {"suite": SuiteHeader, "sweep": SweepBlock,
+                                       "prune": PruneEntry}
+
+
+def _allowed_keys(loc: Sequence[Any]) -> list[str]:
+    """The keys of the table at `loc`, for "did you mean" and the list of allowed keys."""
+    shape: type[BaseModel] = SuiteFile
+    for part in loc:
+        if isinstance(part, str):
+            shape = _NESTED.get(part, shape)
+    return list(shape.model_fields)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)

@@ -1,0 +1,227 @@
+"""Suite, Case and Settings: the frozen description of what to measure and how.
+
+A `Case` is one point of a sweep. Its `case_id` hashes the canonical parameters only (never the
+measurement settings, the suite name or the machine), so the same workload has the same id in
+every run on every machine — which is what lets `compare` and `--resume` match cases.
+
+Torch-free: loading and listing suites never imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field
+
+from bench.suite import models
+from bench.suite.axes import Prune
+
+#: Bump when the canonical form changes, so old ids never alias new meanings.
+CASE_ID_VERSION = 1
+
+# Strict per field: a TOML string "3" is an error, an integer 3 for a float is fine.
+PositiveFloat = Annotated[float, Field(gt=0, strict=True)]
+NonNegativeFloat = Annotated[float, Field(ge=0, strict=True)]
+Count = Annotated[int, Field(ge=0, strict=True)]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to measure: warm-up, stopping rule, limits. Not part of a case's identity.
+
+    Defaults follow the measuring notes: at least 10 samples and `min_time_s`, then stop when
+    the 95% confidence interval of the median is within ±`target_ci`, or at `max_time_s`.
+    """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    warmup_iters: Count = 10
+    warmup_time_s: NonNegativeFloat = 0.25
+    min_samples: Annotated[int, Field(ge=2, strict=True)] = 10
+    min_time_s: NonNegativeFloat = 0.5
+    max_time_s: PositiveFloat = 10.0
+    target_ci: Annotated[float, Field(gt=0, lt=1, strict=True)] = 0.01
+    confidence: Annotated[float, Field(gt=0.5, lt=1, strict=True)] = 0.95
+    max_samples: Annotated[int, Field(ge=2, strict=True)] = 100_000
+    #: Whole-case limit (build + warm-up + measuring); past it the worker is killed.
+    timeout_s: PositiveFloat = 300.0
+    #: `torch.set_num_threads` in the worker; None keeps torch's default (physical cores).
+    threads: Annotated[int, Field(ge=1, strict=True)] | None = None
+    seed: Count = 0
+    #: Sample the worker from the parent (RSS, NVML) and read CUDA memory per phase. Off, a
+    #: case records timing and model statistics only (what the overhead benchmark compares).
+    telemetry: Annotated[bool, Field(strict=True)] = True
+    #: Parent-side RSS sampling interval; short, so brief peaks are not missed.
+    rss_interval_s: Annotated[float, Field(ge=0.001, strict=True)] = 0.005
+    #: Parent-side NVML sampling interval (utilisation, power, clocks, energy counter).
+    telemetry_interval_s: Annotated[float, Field(ge=0.005, strict=True)] = 0.02
+    #: After timing, run torch.profiler over `profile_iters` calls (outside the timed window)
+    #: and keep the top operators and a Chrome trace.
+    profile: Annotated[bool, Field(strict=True)] = False
+    profile_iters: Annotated[int, Field(ge=1, strict=True)] = 5
+    #: Worker processes per case, visited round-robin through the run so they sample the
+    #: machine at different times. The gate tests between-repeat medians when both runs have
+    #: at least 3: that is what makes it robust to a machine whose speed drifts. Each
+    #: repeat is measured with the settings above (max_time_s is per repeat).
+    repeats: Annotated[int, Field(ge=1, le=100, strict=True)] = 1
+
+    def __post_init__(self) -> None:
+        if self.max_time_s < self.min_time_s:
+            raise ValueError(
+                f"max_time_s ({self.max_time_s}) must be at least min_time_s ({self.min_time_s})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def updated(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+SETTINGS_KEYS = tuple(f.name for f in fields(Settings))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One point of a sweep, fully explicit: model defaults are filled in at expansion."""
+
+    model: str
+    batch_size: int
+    device: str = "cpu"
+    precision: str = "fp32"
+    prune: Prune = field(default_factory=Prune)
+    compile: str = "eager"
+    mode: str = "inference"
+    depth: int | None = None
+    width: int | None = None
+    activation: str | None = None
+    features: int | None = None
+    image_size: int | None = None
+    seq_len: int | None = None
+    classes: int | None = None
+    #: Free-form keywords for user factories, as sorted (key, value) pairs (hashable).
+    model_args: tuple[tuple[str, Any], ...] = ()
+    settings: Settings = field(default_factory=Settings, compare=False)
+    suite: str = field(default="", compare=False)
+    #: Name of the sweep block the case came from, for grouping in reports.
+    sweep: str = field(default="", compare=False)
+    #: Set when two cases of a suite would otherwise share a name.
+    name_suffix: str = field(default="", compare=False)
+
+    # ---- identity -------------------------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        """The parameters as plain JSON values, None where an axis does not apply."""
+        return {
+            "model": self.model,
+            "depth": self.depth,
+            "width": self.width,
+            "activation": self.activation,
+            "features": self.features,
+            "image_size": self.image_size,
+            "seq_len": self.seq_len,
+            "classes": self.classes,
+            "model_args": dict(self.model_args),
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "precision": self.precision,
+            "prune": self.prune.canonical(),
+            "compile": self.compile,
+            "mode": self.mode,
+        }
+
+    def canonical(self) -> dict[str, Any]:
+        """What the id hashes: every parameter that applies, nothing that does not."""
+        out = {k: v for k, v in self.params().items() if v is not None}
+        if not out["model_args"]:
+            del out["model_args"]
+        return out
+
+    @property
+    def case_id(self) -> str:
+        payload = json.dumps({"v": CASE_ID_VERSION, **self.canonical()},
+                             sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    @property
+    def name(self) -> str:
+        """Readable and filename-safe: 'mlp-d4-w512-relu-b32-fp32-cpu' plus non-default parts."""
+        info = models.get(self.model)
+        model = self.model.rpartition(":")[2] if models.is_user_model(self.model) else self.model
+        parts = [model]
+        if self.depth is not None:
+            parts.append(f"d{self.depth}")
+        if self.width is not None:
+            parts.append(f"w{self.width}")
+        if self.activation is not None:
+            parts.append(self.activation)
+        parts.append(f"b{self.batch_size}")
+        parts += [self.precision, self.device.replace(":", "")]
+        for axis, tag in (("features", "f"), ("image_size", "i"), ("seq_len", "s"),
+                          ("classes", "c")):
+            value = getattr(self, axis)
+            if value is not None and value != info.defaults.get(axis):
+                parts.append(f"{tag}{value}")
+        if self.prune.method != "none":
+            parts.append(self.prune.label)
+        if self.compile != "eager":
+            parts.append(f"compile-{self.compile}")
+        if self.mode != "inference":
+            parts.append(self.mode)
+        if self.model_args:
+            digest = hashlib.sha256(json.dumps(dict(self.model_args), sort_keys=True).encode())
+            parts.append(f"a{digest.hexdigest()[:6]}")
+        if self.name_suffix:
+            parts.append(self.name_suffix)
+        return "-".join(parts)
+
+    @property
+    def device_kind(self) -> str:
+        return self.device.partition(":")[0]
+
+    @property
+    def input_size(self) -> int | None:
+        """The model's input size along its input axis (features, image side or tokens)."""
+        axis = models.get(self.model).input_axis
+        return getattr(self, axis) if axis else None
+
+    # ---- (de)serialisation for records and worker messages --------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "case_id": self.case_id,
+            "name": self.name,
+            "suite": self.suite,
+            "sweep": self.sweep,
+            "params": self.params(),
+            "settings": self.settings.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Case:
+        params = dict(data["params"])
+        prune = Prune(**params.pop("prune"))
+        model_args = tuple(sorted(dict(params.pop("model_args") or {}).items()))
+        case = cls(prune=prune, model_args=model_args, settings=Settings(**data["settings"]),
+                   suite=data.get("suite", ""), sweep=data.get("sweep", ""), **params)
+        if case.name != data.get("name", case.name):
+            case = replace(case, name_suffix=str(data["name"]).rpartition("-")[2])
+        return case
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A loaded suite: its cases in file order, and where it came from."""
+
+    name: str
+    path: str
+    content_sha256: str
+    cases: tuple[Case, ...]
+    description: str = ""
+    #: Cases dropped because an earlier block already produced the same case id.
+    duplicates_dropped: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "content_sha256": self.content_sha256,
+                "description": self.description, "cases": len(self.cases)}
