@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from bench.history.analyse import DetectOptions, Series, analyse
-from bench.repeats import merge_repeats
 from bench.results import load_records
+from bench.results.repeats import merge_repeats
 
 HERE = Path(__file__).resolve().parent
 SUITE = HERE / "history_noise.toml"

@@ -18,11 +18,11 @@ from gate_helpers import ENV, record, write_run
 
 from bench.cli import main
 from bench.errors import ResultsError
+from bench.gate.thresholds import parse_thresholds
 from bench.history import HistoryStore, PointQuery, add_run, check, load_history
 from bench.history import store as store_module
 from bench.history.detect import fit_series
 from bench.history.rows import pytest_benchmark_rows
-from bench.thresholds import parse_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 

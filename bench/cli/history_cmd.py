@@ -158,9 +158,9 @@ def handle_add(args: argparse.Namespace) -> int:
 
 
 def handle_import(args: argparse.Namespace) -> int:
-    from bench.baselines import baselines_dir, list_baselines
     from bench.history import add_run
     from bench.history.rows import Commit, parse_time, pytest_benchmark_rows
+    from bench.results.baselines import baselines_dir, list_baselines
 
     if not args.paths and not args.baseline and not args.all_baselines:
         raise ResultsError("nothing to import: give pytest-benchmark JSON files or folders "
@@ -282,8 +282,8 @@ def handle_show(args: argparse.Namespace) -> int:
 
 
 def handle_check(args: argparse.Namespace) -> int:
+    from bench.gate.thresholds import parse_thresholds
     from bench.history import check, render
-    from bench.thresholds import parse_thresholds
 
     rules = parse_thresholds(args.threshold)
     if args.last < 2:

@@ -44,9 +44,9 @@ def add_run(store: HistoryStore, run: str | Path, *, source: str = "archbench ru
             branch: str | None = None) -> AddResult:
     """Append a run folder (or a saved baseline's folder) to the store; the commit options
     override what the run recorded."""
-    from bench.baselines import load_run
     from bench.errors import ResultsError
     from bench.history.rows import Commit, commit_of_run, git_commit_time, parse_time, run_rows
+    from bench.results import load_run
 
     data = load_run(run)
     where = str(run)

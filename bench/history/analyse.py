@@ -29,8 +29,8 @@ from bench.history.detect import (
 if TYPE_CHECKING:
     import pandas as pd
 
+    from bench.gate.thresholds import ThresholdRule
     from bench.history.store import Accepted
-    from bench.thresholds import ThresholdRule
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ def check(history: History, rules: Sequence[ThresholdRule] = (), *, last: int = 
     """Judge the changes that came in with the newest `last` commits: a regression is a
     change in the bad direction (slower) at least as large as the case's timing threshold
     (the same rules as `archbench compare`), not accepted."""
-    from bench.thresholds import TIMING_METRIC, metric_specs, threshold_for
+    from bench.gate.thresholds import TIMING_METRIC, metric_specs, threshold_for
 
     if last < 1:
         raise ValueError("last must be at least 1")

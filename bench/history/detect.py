@@ -36,12 +36,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-#: Penalty per change point, in units of the standardised chi-square gain, times
-#: log(max(n, SHORT_SERIES)). Chosen on synthetic histories with this machine's noise
-#: (benchmarks/history_quality.py, 20 histories of 200 commits x 50 cases): at 3, false
-#: change points on flat series were 0.025 per 1,000 commits (2: 0.1, 4: 0), with the
-#: recall of 4 or better.
-DEFAULT_PENALTY = 3.0
+#: What a split must gain to be a change point: the drop of the weighted squared error, a
+#: chi-square with one degree of freedom for a split at a fixed place on a flat series, so a
+#: constant penalty gives the same false-alarm rate per commit whatever the series' length
+#: (a log(n) penalty let short series raise more false alarms per commit). P(chi2_1 > 16)
+#: is 6e-5 per place tried. Checked on synthetic histories with this machine's noise
+#: (benchmarks/history_quality.py): see the README for the recall and false alarms.
+DEFAULT_PENALTY = 16.0
 #: Points a side that describe a change (its step and interval).
 DEFAULT_WINDOW = 30
 #: Same-direction changes at most this many points apart are tested together as one drift.
@@ -52,9 +53,6 @@ MIN_SIZE = 2
 #: Fewest commits a drift spans from the last point at the old level to the first at the new
 #: one (3 points in between): shorter ramps are told from a step by noise alone.
 RAMP_MIN = 4
-#: The penalty never falls below its value at this many points: on a short series the
-#: noise figures (run-to-run spread, pooled error) are themselves uncertain.
-SHORT_SERIES = 20
 #: Weight, in degrees of freedom, of the series' typical error when moderating each
 #: point's (see `moderated_se`); errors from one worker's samples count as LARGE_DF.
 PRIOR_DF = 6.0
@@ -214,7 +212,7 @@ def fit_series(log_level: Sequence[float] | np.ndarray, se: Sequence[float] | np
 
 def _segment(y: np.ndarray, weight: np.ndarray, penalty: float) -> list[int]:
     """Segment ends (the last is len(y)): binary segmentation, splitting while a split gains
-    more than `penalty` x log(n)."""
+    more than `penalty`."""
     n = y.size
     if n < 2 * MIN_SIZE:
         return [n]
@@ -223,7 +221,7 @@ def _segment(y: np.ndarray, weight: np.ndarray, penalty: float) -> list[int]:
     cost = _cost_class()()
     algo = ruptures.Binseg(custom_cost=cost, min_size=MIN_SIZE, jump=1)
     algo.fit(np.column_stack([y, weight]))
-    return [int(b) for b in algo.predict(pen=penalty * math.log(max(n, SHORT_SERIES)))]
+    return [int(b) for b in algo.predict(pen=penalty)]
 
 
 def _describe(y: np.ndarray, bounds: list[int], detected: list[int],
@@ -240,7 +238,7 @@ def _describe(y: np.ndarray, bounds: list[int], detected: list[int],
 
 def _step(before: np.ndarray, after: np.ndarray, start: int, index: int,
           kind: str = "step") -> ChangePoint:
-    from bench.significance import repeat_shift_test
+    from bench.gate.significance import repeat_shift_test
 
     ratio = math.exp(float(after.mean() - before.mean()))
     low = high = p = None

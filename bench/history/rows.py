@@ -79,7 +79,7 @@ def run_rows(records: Iterable[Any], meta: Mapping[str, Any], *, source: str,
              commit: Commit | None = None, where: str = "") -> list[dict[str, Any]]:
     """Rows of one run (its repeats merged per case). `commit` overrides what the run recorded;
     without either, the run cannot be placed in history and the error says how to fix it."""
-    from bench.repeats import merge_repeats
+    from bench.results.repeats import merge_repeats
 
     env = dict(meta.get("env") or {})
     placed = commit or commit_of_run(meta, where=where)
