@@ -387,3 +387,75 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     assert main(["history", "check", "--store", str(tmp_path / "h"), "-t", "5"]) == 2
     assert main(["history", "accept", "deadbeef", "--store", str(tmp_path / "h")]) == 2
     assert "not in" in capsys.readouterr().err
+
+
+# ---- the report's trend section --------------------------------------------------------------
+def test_report_draws_the_trend_section(tmp_path, capsys):
+    store = HistoryStore(tmp_path / "h", create=True)
+    fill(store, tmp_path, 24, step_at=16)
+    out = tmp_path / "trend.html"
+    assert main(["report", "--history", str(store.path), "-o", str(out)]) == 0
+    html = out.read_text()
+    assert "Trends over commits" in html and "2 case(s) slower" in html
+    assert f"{sha(15)[:10]}..{sha(16)[:10]}" in html  # the finding's commit range
+    assert html.count('data-chart="chart-trend-') == 4  # the finding, a and b, the overview
+    with_run = tmp_path / "both.html"
+    assert main(["report", str(tmp_path / "run023"), "--history", str(store.path),
+                 "-o", str(with_run)]) == 0
+    both = with_run.read_text()
+    assert "Trends over commits" in both and 'id="results"' in both
+    assert main(["report", "--history", str(store.path), "--format", "markdown", "-o",
+                 "-"]) == 0
+    assert "### archbench history" in capsys.readouterr().out
+    assert main(["report", "--history", str(tmp_path / "none")]) == 2
+    assert main(["report", "--history", str(store.path), "--format", "csv", "-o", "-"]) == 2
+
+
+# ---- from `archbench run` and from pytest ----------------------------------------------------
+@pytest.mark.slow
+def test_run_appends_to_the_history(tmp_path, write_suite):
+    git(tmp_path, "init", "-q", "-b", "main")
+    suite = write_suite("""
+        [[sweep]]
+        model = "mlp"
+        depth = [1]
+        width = [16]
+        features = [8]
+        """, folder=tmp_path)
+    git(tmp_path, "add", suite.name)
+    git(tmp_path, "commit", "-q", "-m", "suite")
+    store = tmp_path / "h"
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["run", str(suite), "--out", str(tmp_path / "r1"), "--no-report",
+                     "--history", str(store)]) == 0
+    finally:
+        os.chdir(cwd)
+    (row,) = HistoryStore(store).connect().execute(
+        "SELECT name, commit, commit_time, branch, n_repeats FROM records").fetchall()
+    assert row[0].startswith("mlp-d1-w16") and row[1] == git(tmp_path, "rev-parse", "HEAD")
+    assert row[2].isoformat().startswith("2026-01-05T10:00:00") and row[3] == "main"
+
+
+@pytest.mark.slow
+def test_pytest_plugin_appends_to_the_history(tmp_path, write_suite):
+    git(tmp_path, "init", "-q", "-b", "main")
+    suite = write_suite("""
+        [[sweep]]
+        model = "mlp"
+        depth = [1]
+        width = [16, 32]
+        features = [8]
+        """, folder=tmp_path)
+    git(tmp_path, "add", suite.name)
+    git(tmp_path, "commit", "-q", "-m", "suite")
+    store = tmp_path / "h"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", suite.name,
+         "--archbench-out", "run", "--archbench-history", str(store)],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 case(s) added to the history store" in done.stdout
+    assert HistoryStore(store).summary()["rows"] == 2

@@ -54,6 +54,8 @@ class ReportInput:
     runs: tuple[RunFrame, ...]
     comparisons: tuple[ComparisonData, ...] = ()
     title: str | None = None
+    #: A history store's series and findings (`bench.history.History`), for the trend section.
+    history: Any = None
 
     @cached_property
     def frame(self) -> pd.DataFrame:

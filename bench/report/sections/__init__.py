@@ -17,6 +17,7 @@ from bench.report.sections import (
     summary,
     table,
     transforms,
+    trend,
 )
 
 SectionBuilder = Callable[[ReportInput], Section | None]
@@ -24,6 +25,7 @@ SectionBuilder = Callable[[ReportInput], Section | None]
 SECTION_BUILDERS: tuple[SectionBuilder, ...] = (
     summary.build,
     comparison.build,
+    trend.build,
     table.build,
     scaling.build,
     transforms.build_pruning,
