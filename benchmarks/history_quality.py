@@ -167,7 +167,8 @@ def score(histories: int, commits: int, pool: dict[str, list[np.ndarray]],
                     drift_kinds["+".join(sorted({p.kind for p in hits}))] += 1
                     sizes["drift"].append(sum(p.change_pct for p in hits))
     return {
-        "penalty": options.penalty, "histories": histories, "commits": commits,
+        "penalty": options.penalty, "alpha": options.alpha, "histories": histories,
+        "commits": commits,
         "recall": {k: {"exact": v[0] / v[2], "within_1": v[1] / v[2], "series": v[2]}
                    for k, v in sorted(found.items())},
         "measured_change_pct_median": {k: float(np.median(np.abs(v))) for k, v in sizes.items()},
@@ -192,6 +193,7 @@ def main() -> None:
     parser.add_argument("--histories", type=int, default=20)
     parser.add_argument("--commits", type=int, default=200)
     parser.add_argument("--penalty", type=float, nargs="*", default=[DetectOptions().penalty])
+    parser.add_argument("--alpha", type=float, default=DetectOptions().alpha)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -203,8 +205,8 @@ def main() -> None:
     print(json.dumps({"noise": spread}, indent=1))
     results = []
     for penalty in args.penalty:
-        out = score(args.histories, args.commits, pool, DetectOptions(penalty=penalty),
-                    args.seed)
+        out = score(args.histories, args.commits, pool,
+                    DetectOptions(penalty=penalty, alpha=args.alpha), args.seed)
         results.append(out)
         print(json.dumps(out, indent=1))
     if args.json:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -459,3 +460,37 @@ def test_pytest_plugin_appends_to_the_history(tmp_path, write_suite):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 case(s) added to the history store" in done.stdout
     assert HistoryStore(store).summary()["rows"] == 2
+
+
+# ---- the CI example keeps the history -------------------------------------------------------
+def test_ci_workflow_carries_the_history_and_checks_it(tmp_path):
+    from test_ci_example import load_workflow, run_step, step
+
+    workflow = load_workflow()
+    store = workflow["env"]["ARCHBENCH_HISTORY"]
+    restore = step(workflow, "Restore the history")
+    save = step(workflow, "Store the history in the cache")
+    assert restore["with"]["path"] == save["with"]["path"] == store
+    assert save["with"]["key"].startswith(restore["with"]["restore-keys"])
+    assert step(workflow, "Keep the history")["with"]["path"] == store
+    names = [s.get("name") for s in workflow["jobs"]["bench"]["steps"]]
+    assert names.index("Restore the history") < names.index("Run the suite") < names.index(
+        "Add the run to the history") < names.index("Store the history in the cache") < \
+        names.index("Check the history")
+    summary = tmp_path / "summary.md"
+    run_dir = tmp_path / workflow["env"]["RUN_DIR"]
+    history = HistoryStore(tmp_path / store, create=True)
+    for i in range(13):  # pushes to main; from the 11th on, case "a" is 20% slower
+        shutil.rmtree(run_dir, ignore_errors=True)
+        source = run_at(tmp_path / "made", i, {"a": 1.2 if i >= 11 else 1.0, "b": 2.0})
+        shutil.copytree(source, run_dir)
+        meta = json.loads((run_dir / "run.json").read_text())
+        meta["env"]["git_commit_time"] = commit_time(i)  # what git would say in the runner
+        (run_dir / "run.json").write_text(json.dumps(meta))
+        if i < 11:  # the earlier pushes, quickly
+            add_run(history, run_dir)
+            continue
+        assert run_step(workflow, "Add the run to the history", "push", tmp_path, summary) == 0
+        expected = 1 if i == 12 else 0  # confirmed once two commits sit at the new level
+        assert run_step(workflow, "Check the history", "push", tmp_path, summary) == expected
+    assert history.summary()["runs"] == 13

@@ -10,6 +10,7 @@ Pure given the points frame (bench.history.store reads it).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.history.detect import (
+    DEFAULT_ALPHA,
     DEFAULT_DRIFT_GAP,
     DEFAULT_PENALTY,
     DEFAULT_WINDOW,
@@ -40,6 +42,7 @@ class DetectOptions:
     penalty: float = DEFAULT_PENALTY
     window: int = DEFAULT_WINDOW
     drift_gap: int = DEFAULT_DRIFT_GAP
+    alpha: float = DEFAULT_ALPHA
 
 
 @dataclass(frozen=True)
@@ -129,21 +132,30 @@ class History:
 
 def series_from_points(points: pd.DataFrame) -> list[Series]:
     """Split the store's points frame (ordered by series, then time) into series."""
-    out: list[Series] = []
     if points.empty:
-        return out
-    for (fp, case_id), group in points.groupby(["fingerprint", "case_id"], sort=False):
+        return []
+    fingerprints = points["fingerprint"].to_numpy()
+    case_ids = points["case_id"].to_numpy()
+    starts = np.flatnonzero((fingerprints[1:] != fingerprints[:-1]) |
+                            (case_ids[1:] != case_ids[:-1])) + 1
+    bounds = [0, *starts.tolist(), len(points)]
+    commits = points["commit"].astype(str).tolist()
+    times = list(points["commit_time"].dt.to_pydatetime())
+    columns = {name: points[name].to_numpy(dtype=float)
+               for name in ("log_level", "se_log", "low_ms", "high_ms")}
+    runs = points["runs"].astype(int).tolist()
+    repeats = points["n_repeats"].astype(int).tolist()
+    names = points["name"].astype(str).tolist()
+    environments = points["environment"].astype(str).tolist()
+    out = []
+    for a, b in itertools.pairwise(bounds):
         out.append(Series(
-            fingerprint=str(fp), environment=str(group["environment"].iloc[-1]),
-            case_id=str(case_id), name=str(group["name"].iloc[-1]),
-            commits=tuple(str(c) for c in group["commit"]),
-            times=tuple(t.to_pydatetime() for t in group["commit_time"]),
-            log_level=group["log_level"].to_numpy(dtype=float),
-            se_log=group["se_log"].to_numpy(dtype=float),
-            low_ms=group["low_ms"].to_numpy(dtype=float),
-            high_ms=group["high_ms"].to_numpy(dtype=float),
-            runs=tuple(int(r) for r in group["runs"]),
-            repeats=tuple(int(r) for r in group["n_repeats"])))
+            fingerprint=str(fingerprints[a]), environment=environments[b - 1],
+            case_id=str(case_ids[a]), name=names[b - 1], commits=tuple(commits[a:b]),
+            times=tuple(times[a:b]), log_level=columns["log_level"][a:b],
+            se_log=columns["se_log"][a:b], low_ms=columns["low_ms"][a:b],
+            high_ms=columns["high_ms"][a:b], runs=tuple(runs[a:b]),
+            repeats=tuple(repeats[a:b])))
     return out
 
 
@@ -162,7 +174,7 @@ def analyse(series: Sequence[Series], accepted: Iterable[Accepted] = (),
         cuts = _cuts(s, accepted, order)
         fit = fit_series(s.log_level, s.se_log, penalty=options.penalty, window=options.window,
                          drift_gap=options.drift_gap, forced=cuts,
-                         repeats=s.repeats or None)
+                         repeats=s.repeats or None, alpha=options.alpha)
         fits[s.key] = fit
         for point in fit.change_points:
             changes.append(_place(s, point, accepted=False))

@@ -43,6 +43,8 @@ import numpy as np
 #: is 6e-5 per place tried. Checked on synthetic histories with this machine's noise
 #: (benchmarks/history_quality.py): see the README for the recall and false alarms.
 DEFAULT_PENALTY = 16.0
+#: Two-sided level of the Welch test a split's neighbours must pass (see `fit_series`).
+DEFAULT_ALPHA = 0.01
 #: Points a side that describe a change (its step and interval).
 DEFAULT_WINDOW = 30
 #: Same-direction changes at most this many points apart are tested together as one drift.
@@ -173,8 +175,13 @@ def moderated_se(se: np.ndarray, repeats: Sequence[int] | np.ndarray | None) -> 
 def fit_series(log_level: Sequence[float] | np.ndarray, se: Sequence[float] | np.ndarray, *,
                penalty: float = DEFAULT_PENALTY, window: int = DEFAULT_WINDOW,
                drift_gap: int = DEFAULT_DRIFT_GAP, forced: Sequence[int] = (),
-               repeats: Sequence[int] | np.ndarray | None = None) -> SeriesFit:
+               repeats: Sequence[int] | np.ndarray | None = None,
+               alpha: float = DEFAULT_ALPHA) -> SeriesFit:
     """Change points of one series (oldest point first).
+
+    A split must also be borne out by the points either side of it: Welch's t on their logs
+    (the gate's repeat test) below `alpha`, so one wild run next to a normal one, which the
+    squared error alone would split off, is not a change.
 
     `repeats` is how many per-repeat medians each point's error came from (None: many, as
     for an error from one worker's samples). `forced` are indices where a new level starts
@@ -198,11 +205,18 @@ def fit_series(log_level: Sequence[float] | np.ndarray, se: Sequence[float] | np
     for a, b in parts:
         bounds += [a + k for k in _segment(y[a:b], weight[a:b], penalty)]
     bounds = sorted(set(bounds))
-    levels = [float(np.average(y[a:b], weights=weight[a:b]))
-              for a, b in itertools.pairwise(bounds)]
     detected = [b for b in bounds[1:-1] if b not in cuts]
     points = _describe(y, bounds, detected, window)
+    while points:  # drop splits the points either side do not bear out, weakest first
+        weakest = max(points, key=lambda p: 1.0 if p.p_value is None else p.p_value)
+        if weakest.p_value is not None and weakest.p_value < alpha:
+            break
+        bounds.remove(weakest.index)
+        detected.remove(weakest.index)
+        points = _describe(y, bounds, detected, window)
     accepted = _describe(y, bounds, [c for c in cuts if c in bounds], window)
+    levels = [float(np.average(y[a:b], weights=weight[a:b]))
+              for a, b in itertools.pairwise(bounds)]
     steps = _drifts(y, weight, points, bounds, drift_gap, window)
     return SeriesFit(change_points=tuple(steps),
                      accepted=tuple(replace(p, kind="accepted") for p in accepted),

@@ -289,8 +289,8 @@ class HistoryStore:
         """One row per series (environment fingerprint x case) and commit, oldest first.
 
         Runs of the same commit pool their per-repeat medians: `log_level` is the mean of
-        their logs, `se_log` its standard error (from the repeats when there are two or
-        more, else the run's own interval); `low_ms`/`high_ms` the 95% band drawn around it.
+        their logs, `se_log` its standard error (a single run keeps its own: from its
+        repeats, or its median's interval); `low_ms`/`high_ms` the 95% band drawn around it.
         """
         where = ["status = 'ok'", "level_ms > 0"]
         params: list[Any] = []
@@ -307,25 +307,34 @@ class HistoryStore:
                          "ORDER BY min(commit_time) DESC, commit DESC LIMIT ?)")
             params.append(int(query.last_commits))
         con = self.connect()
+        # Runs of one commit are pooled from their per-run figures (no unnest): a run's
+        # level is the geometric mean of its n repeats, so the pooled log level is the
+        # n-weighted mean, and the pooled spread adds the runs' own spreads (se^2 n (n - 1)
+        # is their sum of squares) to the spread between the runs.
         sql = f"""
-            WITH r AS (SELECT * FROM records WHERE {' AND '.join(where)}),
-            u AS (SELECT fingerprint, case_id, commit,
-                         unnest(coalesce(repeat_medians_ms, [level_ms])) AS x FROM r),
-            m AS (SELECT fingerprint, case_id, commit, ln(x) AS lm FROM u WHERE x > 0),
-            a AS (SELECT fingerprint, case_id, commit, avg(lm) AS log_level,
-                         stddev_samp(lm) AS sd, count(lm) AS n FROM m GROUP BY ALL),
-            b AS (SELECT fingerprint, case_id, commit, min(commit_time) AS commit_time,
-                         min(run_started_at) AS first_run, arg_max(name, run_started_at) AS name,
+            WITH r AS (SELECT fingerprint, case_id, commit, commit_time, run_started_at, name,
+                              environment, branch, dirty, run_id, ln(level_ms) AS l,
+                              greatest(coalesce(n_repeats, 1), 1) AS n,
+                              coalesce(se_log, 0) AS se
+                       FROM records WHERE {' AND '.join(where)}),
+            a AS (SELECT fingerprint, case_id, commit, min(commit_time) AS commit_time,
+                         min(run_started_at) AS first_run,
+                         arg_max(name, run_started_at) AS name,
                          arg_max(environment, run_started_at) AS environment,
                          arg_max(branch, run_started_at) AS branch, bool_or(dirty) AS dirty,
-                         count(DISTINCT run_id) AS runs, min(se_log) AS se_one
+                         count(DISTINCT run_id) AS runs, sum(n) AS n_repeats,
+                         sum(n * l) / sum(n) AS log_level,
+                         sum(se * se * n * (n - 1)) + sum(n * l * l)
+                             - sum(n * l) * sum(n * l) / sum(n) AS ss,
+                         min(se) AS se_one
                   FROM r GROUP BY ALL)
-            SELECT b.fingerprint, b.environment, b.case_id, b.name, b.commit, b.commit_time,
-                   b.branch, b.dirty, b.runs, a.n AS n_repeats, a.log_level,
-                   CASE WHEN a.n >= 2 THEN a.sd / sqrt(a.n) ELSE b.se_one END AS se_log,
-                   b.first_run
-            FROM a JOIN b USING (fingerprint, case_id, commit)
-            ORDER BY b.fingerprint, b.case_id, b.commit_time, b.first_run, b.commit"""
+            SELECT fingerprint, environment, case_id, name, commit, commit_time, branch, dirty,
+                   runs, n_repeats, log_level,
+                   CASE WHEN n_repeats >= 2 AND runs >= 2
+                        THEN sqrt(greatest(ss, 0) / (n_repeats - 1) / n_repeats)
+                        ELSE se_one END AS se_log, first_run
+            FROM a
+            ORDER BY fingerprint, case_id, commit_time, first_run, commit"""
         frame = con.execute(sql, params).df()
         if query.patterns and not frame.empty:
             names = frame[["name", "case_id"]].drop_duplicates()
