@@ -107,6 +107,32 @@ def sqlite_arm(path: Path, args: argparse.Namespace) -> dict[str, Any]:
             "bytes": path.stat().st_size}
 
 
+def in_process(store: HistoryStore) -> dict[str, float]:
+    """Where the time of `history show` goes, once the modules are imported: reading the
+    points (DuckDB), splitting them into series, detection, and drawing the trend section."""
+    from bench.history import PointQuery, analyse, series_from_points
+    from bench.report.html import render_html
+    from bench.report.model import ReportInput
+    from bench.report.sections.trend import trend_section
+
+    out = {}
+    for label, commits in (("window_250", 250), ("all_commits", 0)):
+        started = time.perf_counter()
+        points = store.points(PointQuery(last_commits=commits))
+        read = time.perf_counter()
+        series = series_from_points(points)
+        split = time.perf_counter()
+        history = analyse(series, store.accepted())
+        fitted = time.perf_counter()
+        render_html(ReportInput(runs=(), history=history), [trend_section(history)])
+        drawn = time.perf_counter()
+        out.update({f"{label}_points": len(points), f"{label}_read_s": read - started,
+                    f"{label}_series_s": split - read, f"{label}_detect_s": fitted - split,
+                    f"{label}_findings": len(history.findings),
+                    f"{label}_trend_render_s": drawn - fitted})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2000)
@@ -114,35 +140,49 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--dir", type=Path, default=Path("/tmp/history-scale"))
     parser.add_argument("--sqlite", action="store_true")
+    parser.add_argument("--reuse", action="store_true",
+                        help="time the commands on the store already in --dir")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    shutil.rmtree(args.dir, ignore_errors=True)
-    args.dir.mkdir(parents=True)
-    store = HistoryStore(args.dir / "store", create=True)
-    rng = np.random.default_rng(0)
-    levels = np.exp(rng.uniform(math.log(0.05), math.log(50), args.cases))
-    times = []
-    for run in range(args.runs):
-        rows = make_rows(run, args.cases, args.samples, rng, levels)
-        started = time.perf_counter()
-        store.add(rows)
-        times.append(time.perf_counter() - started)
+    out: dict[str, Any] = {}
+    if args.reuse and (args.dir / "store").is_dir():
+        store = HistoryStore(args.dir / "store")
+    else:
+        shutil.rmtree(args.dir, ignore_errors=True)
+        args.dir.mkdir(parents=True)
+        store = HistoryStore(args.dir / "store", create=True)
+        rng = np.random.default_rng(0)
+        levels = np.exp(rng.uniform(math.log(0.05), math.log(50), args.cases))
+        times = []
+        for run in range(args.runs):
+            rows = make_rows(run, args.cases, args.samples, rng, levels)
+            started = time.perf_counter()
+            store.add(rows)
+            times.append(time.perf_counter() - started)
+        out.update({"append_ms_median": 1e3 * float(np.median(times)),
+                    "append_ms_p95": 1e3 * float(np.percentile(times, 95)),
+                    "append_ms_max": 1e3 * float(np.max(times))})
     summary = store.summary()
-    out: dict[str, Any] = {
-        "runs": args.runs, "cases": args.cases, "samples_per_record": args.samples,
-        "records": summary["rows"], "files": summary["files"],
-        "store_bytes": summary["bytes"],
-        "append_ms_median": 1e3 * float(np.median(times)),
-        "append_ms_p95": 1e3 * float(np.percentile(times, 95)),
-        "append_ms_max": 1e3 * float(np.max(times)),
-    }
+    out.update({"runs": summary["runs"], "cases": summary["series"],
+                "samples_per_record": args.samples, "records": summary["rows"],
+                "files": summary["files"], "store_bytes": summary["bytes"]})
+    out.update(in_process(store))
     where = ["--store", str(store.path)]
-    for name, extra in (("show", []), ("show_all_commits", ["--commits", "0"]),
-                        ("check", []), ("show_one_case", ["case-010"])):
-        command = "check" if name == "check" else "show"
+    for name, command, extra in (
+            ("show", "show", []), ("show_one_case", "show", ["case-010"]),
+            ("show_all_commits", "show", ["--commits", "0"]),
+            ("check_last_150", "check", ["--last", "150"])):
         seconds = [cli_seconds(command, *where, *extra)[0] for _ in range(3)]
-        out[f"{name}_s_median_of_3"] = float(np.median(seconds))
-    out["check_exit"] = cli_seconds("check", *where)[1]
+        out[f"cli_{name}_s_median_of_3"] = float(np.median(seconds))
+    out["check_last_150_exit"] = cli_seconds("check", *where, "--last", "150")[1]
+    html = args.dir / "trend.html"
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "bench", "report", "--history",
+                           str(store.path), "-o", str(html)], capture_output=True, text=True)
+    out["cli_report_history_s"] = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"report failed:\n{done.stdout}\n{done.stderr}")
+    out["report_bytes"] = html.stat().st_size
     if args.sqlite:
         out["sqlite"] = sqlite_arm(args.dir / "history.sqlite", args)
     text = json.dumps(out, indent=1)

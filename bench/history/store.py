@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.errors import ResultsError
+from bench.errors import BenchError, ResultsError
 
 if TYPE_CHECKING:
     import duckdb
@@ -97,6 +97,17 @@ class PointQuery:
     last_commits: int = 0
 
 
+def require() -> None:
+    """The history's own dependencies (the `history` extra), or an error saying how to get
+    them: DuckDB queries the store, ruptures finds the change points."""
+    import importlib.util
+
+    missing = [name for name in ("duckdb", "ruptures") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise BenchError(f"archbench history needs {' and '.join(missing)}; install them with "
+                         "pip install 'archbench[history]'")
+
+
 def matches(name: str, case_id: str, pattern: str) -> bool:
     """The case selection rule of `archbench run --filter`, on names: substring or glob, or
     the exact case_id."""
@@ -111,6 +122,7 @@ class HistoryStore:
     """A history store folder. `create=True` makes one where there is none."""
 
     def __init__(self, path: str | Path, *, create: bool = False) -> None:
+        require()
         self.path = Path(path)
         marker = self.path / MARKER
         if not marker.is_file():
