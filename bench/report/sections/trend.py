@@ -10,11 +10,11 @@ series of different fingerprints are never joined.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import plotly.graph_objects as go
 
 from bench.report.figures import figure_dict, new_figure
 from bench.report.model import Chart, Html, ReportInput, Section
@@ -103,31 +103,53 @@ def _label(series: Series, several_envs: bool) -> str:
 
 def _hover(series: Series, several_envs: bool) -> list[str]:
     name = esc(_label(series, several_envs))
-    level = series.level_ms
-    return [f"<b>{name}</b><br>commit {esc(c[:10])} · {esc(f'{t:%Y-%m-%d %H:%M}')}<br>"
+    dates = [t.isoformat(sep=" ", timespec="minutes")[:16] for t in series.times]
+    return [f"<b>{name}</b><br>commit {esc(c[:10])} · {d}<br>"
             f"{lv:.4g} ms [{lo:.4g}, {hi:.4g}] · {r} run(s)"
-            for c, t, lv, lo, hi, r in zip(series.commits, series.times, level,
-                                           series.low_ms, series.high_ms, series.runs,
-                                           strict=True)]
+            for c, d, lv, lo, hi, r in zip(series.commits, dates, series.level_ms.tolist(),
+                                           series.low_ms.tolist(), series.high_ms.tolist(),
+                                           series.runs, strict=True)]
 
 
 # ---- figures --------------------------------------------------------------------------------
-def _band(fig: go.Figure, x: Sequence[Any], low: np.ndarray, high: np.ndarray, colour: str,
-          group: str, *, show: bool = True) -> None:
+# Traces and marks go in as plain dicts: plotly's validating objects cost seconds for a few
+# hundred series (the layout still comes from `new_figure`, validated once).
+def _figure(title: str, x_title: str, y_title: str, **layout: Any) -> dict[str, Any]:
+    """A figure dict with our template and escaped titles; the template is validated once
+    (`new_figure` per chart cost a third of a second each) and shared, never mutated."""
+    base = _base_layout()
+    return {"data": [], "layout": {
+        **base, **layout,
+        "title": {**base.get("title", {}), "text": esc(title)},
+        "xaxis": {**base.get("xaxis", {}), "title": {"text": esc(x_title)}},
+        "yaxis": {**base.get("yaxis", {}), "title": {"text": esc(y_title)}}}}
+
+
+@functools.lru_cache(maxsize=1)
+def _base_layout() -> dict[str, Any]:
+    layout = figure_dict(new_figure("", "", ""))["layout"]
+    return {k: v for k, v in layout.items() if k not in ("shapes", "annotations")}
+
+
+def _x(series: Series) -> list[str]:
+    return [t.isoformat() for t in series.times]
+
+
+def _band(fig: dict[str, Any], x: list[str], low: np.ndarray, high: np.ndarray, colour: str,
+          group: str) -> None:
     """A shaded 95% band: the upper edge, then the lower edge filled up to it."""
-    fig.add_trace(go.Scatter(x=list(x), y=high.tolist(), mode="lines", line={"width": 0},
-                             hoverinfo="skip", showlegend=False, legendgroup=group,
-                             visible=True if show else "legendonly"))
-    fig.add_trace(go.Scatter(x=list(x), y=low.tolist(), mode="lines", line={"width": 0},
-                             fill="tonexty", fillcolor=_rgba(colour, 0.18), hoverinfo="skip",
-                             showlegend=False, legendgroup=group,
-                             visible=True if show else "legendonly"))
+    edge = {"type": "scatter", "x": x, "mode": "lines", "line": {"width": 0},
+            "hoverinfo": "skip", "showlegend": False, "legendgroup": group}
+    fig["data"].append({**edge, "y": high.tolist()})
+    fig["data"].append({**edge, "y": low.tolist(), "fill": "tonexty",
+                        "fillcolor": _rgba(colour, 0.18)})
 
 
 def _finding_figure(finding: Finding, several_envs: bool) -> dict[str, Any]:
     title = (f"{finding.previous[:10]}..{finding.commit[:10]}: {len(finding.changes)} case(s) "
              f"{finding.direction}" + (" (drift)" if finding.kind == "drift" else ""))
-    fig = new_figure(title, "commit time", "level / level before the change", height=380)
+    fig = _figure(title, "commit time", "level / level before the change", height=380,
+                  hovermode="closest")
     members = finding.changes[:FINDING_MEMBERS]
     colours = palette_map([_label(c.series, several_envs) for c in members])
     for change in members:
@@ -137,56 +159,61 @@ def _finding_figure(finding: Finding, several_envs: bool) -> dict[str, Any]:
                              change.point.start]
         base = float(np.exp(before.mean())) if before.size else float(s.level_ms[0])
         colour = colours[label]
-        _band(fig, s.times, s.low_ms / base, s.high_ms / base, colour, label)
-        fig.add_trace(go.Scatter(x=list(s.times), y=(s.level_ms / base).tolist(),
-                                 mode="lines+markers", name=esc(label), legendgroup=label,
-                                 line={"color": colour, "width": 1.5}, marker={"size": 4},
-                                 text=_hover(s, several_envs), hoverinfo="text"))
-    _mark(fig, finding.time, finding.commit, finding.direction)
-    fig.update_layout(hovermode="closest")
-    return figure_dict(fig)
+        x = _x(s)
+        _band(fig, x, s.low_ms / base, s.high_ms / base, colour, label)
+        fig["data"].append({"type": "scatter", "x": x, "y": (s.level_ms / base).tolist(),
+                            "mode": "lines+markers", "name": esc(label), "legendgroup": label,
+                            "line": {"color": colour, "width": 1.5}, "marker": {"size": 4},
+                            "text": _hover(s, several_envs), "hoverinfo": "text"})
+    _mark(fig, finding.time.isoformat(), finding.commit, finding.direction)
+    return fig
 
 
 def _case_figure(series: Series, history: History, several_envs: bool) -> dict[str, Any]:
     label = _label(series, several_envs)
-    fig = new_figure(label, "commit time", "level (ms)", height=320, showlegend=False)
+    fig = _figure(label, "commit time", "level (ms)", height=320, showlegend=False)
     colour = "#1f77b4"
-    _band(fig, series.times, series.low_ms, series.high_ms, colour, label)
-    fig.add_trace(go.Scatter(x=list(series.times), y=series.level_ms.tolist(),
-                             mode="lines+markers", name=esc(label),
-                             line={"color": colour, "width": 1.5}, marker={"size": 5},
-                             text=_hover(series, several_envs), hoverinfo="text"))
+    x = _x(series)
+    _band(fig, x, series.low_ms, series.high_ms, colour, label)
+    fig["data"].append({"type": "scatter", "x": x, "y": series.level_ms.tolist(),
+                        "mode": "lines+markers", "name": esc(label),
+                        "line": {"color": colour, "width": 1.5}, "marker": {"size": 5},
+                        "text": _hover(series, several_envs), "hoverinfo": "text"})
     fit = history.fits[series.key]
-    xs, ys = [], []
+    xs: list[str | None] = []
+    ys: list[float | None] = []
     for (a, b), level in zip(zip(fit.bounds[:-1], fit.bounds[1:], strict=True), fit.levels,
                              strict=True):
-        xs += [series.times[a], series.times[b - 1], None]
+        xs += [x[a], x[b - 1], None]
         ys += [float(np.exp(level))] * 2 + [None]
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip",
-                             line={"color": "#555", "width": 1, "dash": "dot"}))
+    fig["data"].append({"type": "scatter", "x": xs, "y": ys, "mode": "lines",
+                        "hoverinfo": "skip", "name": "fitted level",
+                        "line": {"color": "#555", "width": 1, "dash": "dot"}})
     for change in history.changes():
         if change.series.key == series.key:
-            _mark(fig, change.time, change.commit, change.direction, change=change)
-    return figure_dict(fig)
+            _mark(fig, change.time.isoformat(), change.commit, change.direction,
+                  change=change)
+    return fig
 
 
 def _overview_figure(history: History, several_envs: bool) -> dict[str, Any]:
-    fig = new_figure("Every case over the commits", "commit time", "level / case median",
-                     height=460)
+    fig = _figure("Every case over the commits", "commit time", "level / case median",
+                  height=460, hovermode="closest", showlegend=len(history.series) <= 40)
     changed = {c.series.key for c in history.changes() if not c.accepted}
     for s in history.series:
         median = float(np.median(s.level_ms))
         moved = s.key in changed
-        fig.add_trace(go.Scattergl(
-            x=list(s.times), y=(s.level_ms / median).tolist(), mode="lines",
-            name=esc(_label(s, several_envs)), text=_hover(s, several_envs),
-            hoverinfo="text", opacity=0.9 if moved else 0.35,
-            line={"width": 1.5 if moved else 1}))
-    fig.update_layout(hovermode="closest", showlegend=len(history.series) <= 40)
-    return figure_dict(fig)
+        # SVG lines, not WebGL: one path per case draws fast, and opens where WebGL is off.
+        fig["data"].append({"type": "scatter", "x": _x(s),
+                            "y": (s.level_ms / median).tolist(), "mode": "lines",
+                            "name": esc(_label(s, several_envs)),
+                            "text": _hover(s, several_envs), "hoverinfo": "text",
+                            "opacity": 0.9 if moved else 0.35,
+                            "line": {"width": 1.5 if moved else 1}})
+    return fig
 
 
-def _mark(fig: go.Figure, when: Any, commit: str, direction: str, *,
+def _mark(fig: dict[str, Any], when: str, commit: str, direction: str, *,
           change: Change | None = None) -> None:
     """A vertical line at the commit that brought a change in, labelled with it."""
     colour = SLOWER if direction == "slower" else FASTER
@@ -195,14 +222,13 @@ def _mark(fig: go.Figure, when: Any, commit: str, direction: str, *,
         text += f" {change.point.change_pct:+.1f}%"
         if change.accepted:
             text += " (accepted)"
-    fig.update_layout(
-        shapes=[*fig.layout.shapes, {"type": "line", "xref": "x", "x0": when, "x1": when,
-                                     "yref": "paper", "y0": 0, "y1": 1,
-                                     "line": {"color": colour, "width": 1.5, "dash": "dash"}}],
-        annotations=[*fig.layout.annotations, {"xref": "x", "x": when, "yref": "paper",
-                                               "y": 1, "yanchor": "bottom", "text": esc(text),
-                                               "showarrow": False,
-                                               "font": {"color": colour, "size": 11}}])
+    layout = fig["layout"]
+    layout.setdefault("shapes", []).append(
+        {"type": "line", "xref": "x", "x0": when, "x1": when, "yref": "paper", "y0": 0,
+         "y1": 1, "line": {"color": colour, "width": 1.5, "dash": "dash"}})
+    layout.setdefault("annotations", []).append(
+        {"xref": "x", "x": when, "yref": "paper", "y": 1, "yanchor": "bottom", "text": esc(text),
+         "showarrow": False, "font": {"color": colour, "size": 11}})
 
 
 def _changed_series(history: History) -> list[Series]:
