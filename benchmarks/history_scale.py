@@ -107,6 +107,25 @@ def sqlite_arm(path: Path, args: argparse.Namespace) -> dict[str, Any]:
             "bytes": path.stat().st_size}
 
 
+def read_both(store: HistoryStore, sqlite_path: Path, rounds: int = 3) -> dict[str, float]:
+    """The same read, every row's series key, commit, time, level and error, ordered by
+    series and time, from both stores, alternated (ABAB) so load drift hits both alike."""
+    columns = "fingerprint, case_id, {commit}, commit_time, level_ms, se_log"
+    order = " ORDER BY fingerprint, case_id, commit_time"
+    duck, lite = [], []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        con = store.connect()
+        con.execute(f"SELECT {columns.format(commit='commit')} FROM records{order}").df()
+        duck.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        sqlite3.connect(sqlite_path).execute(
+            f"SELECT {columns.format(commit='commit_sha')} FROM records{order}").fetchall()
+        lite.append(time.perf_counter() - started)
+    return {"duckdb_read_all_s_median": float(np.median(duck)),
+            "sqlite_read_all_s_median": float(np.median(lite))}
+
+
 def in_process(store: HistoryStore) -> dict[str, float]:
     """Where the time of `history show` goes, once the modules are imported: reading the
     points (DuckDB), splitting them into series, detection, and drawing the trend section."""
@@ -183,8 +202,12 @@ def main() -> None:
     if done.returncode != 0:
         raise SystemExit(f"report failed:\n{done.stdout}\n{done.stderr}")
     out["report_bytes"] = html.stat().st_size
-    if args.sqlite:
-        out["sqlite"] = sqlite_arm(args.dir / "history.sqlite", args)
+    sqlite_path = args.dir / "history.sqlite"
+    if args.sqlite and not (args.reuse and sqlite_path.is_file()):
+        out["sqlite"] = sqlite_arm(sqlite_path, args)
+    if sqlite_path.is_file():
+        out["sqlite_bytes"] = sqlite_path.stat().st_size
+        out.update(read_both(store, sqlite_path))
     text = json.dumps(out, indent=1)
     print(text)
     if args.json:
