@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from bench.cli.best_cmd import add_question_arguments
 from bench.cli.console import console, error_console
 from bench.errors import BenchError
 
@@ -35,6 +36,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                              "for a CI step summary or PR comment; csv/parquet: the flat "
                              "results table")
     parser.add_argument("--title", help="title of the report (default: the run names)")
+    add_question_arguments(parser)
     parser.add_argument("--history", type=Path, metavar="STORE",
                         help="add the trend section: every case over the commits of this "
                              "history store (`archbench history`); RUN may then be left out")
@@ -72,7 +74,7 @@ def render(report: ReportInput, fmt: str) -> str:
     return render_html(report, build_sections(report))
 
 
-def with_history(args: argparse.Namespace) -> ReportInput:
+def with_history(args: argparse.Namespace, question: Any = None) -> ReportInput:
     """The runs given (maybe none) and the history store's series, fitted."""
     from dataclasses import replace
 
@@ -89,7 +91,8 @@ def with_history(args: argparse.Namespace) -> ReportInput:
         raise BenchError(f"{args.history}: the history store holds no measured case yet; add "
                          "runs with `archbench history add RUN`")
     if args.runs:
-        return replace(load_report_input(args.runs, title=args.title), history=history)
+        return replace(load_report_input(args.runs, title=args.title, question=question),
+                       history=history)
     return ReportInput(runs=(), title=args.title or f"history {args.history}", history=history)
 
 
@@ -98,11 +101,16 @@ def handle(args: argparse.Namespace) -> int:
     from bench.report import load_report_input, write_html
     from bench.report.export import flat_table, write_table
 
+    question = None
+    if args.constraint:  # else the question of the run's suite ([decide]), if it has one
+        from bench.decide import Question
+
+        question = Question(args.objective, tuple(args.constraint), args.top, args.confidence)
     fmt = args.format
     if args.history is None:
-        report = load_report_input(args.runs, title=args.title)
+        report = load_report_input(args.runs, title=args.title, question=question)
     else:
-        report = with_history(args)
+        report = with_history(args, question)
         if not report.runs and fmt in ("csv", "parquet"):
             raise BenchError(f"--format {fmt} writes the results of runs; give RUN folders, "
                              "or use `archbench history show --json` for the history")

@@ -10,12 +10,13 @@ from bench.report.model import ReportInput, Section
 from bench.report.sections import (
     comparison,
     distributions,
-    pareto,
     profile,
+    recommendation,
     resources,
     scaling,
     summary,
     table,
+    tradeoffs,
     transforms,
     trend,
 )
@@ -23,6 +24,7 @@ from bench.report.sections import (
 SectionBuilder = Callable[[ReportInput], Section | None]
 
 SECTION_BUILDERS: tuple[SectionBuilder, ...] = (
+    recommendation.build,
     summary.build,
     comparison.build,
     trend.build,
@@ -30,7 +32,7 @@ SECTION_BUILDERS: tuple[SectionBuilder, ...] = (
     scaling.build,
     transforms.build_pruning,
     transforms.build_precision,
-    pareto.build,
+    tradeoffs.build,
     resources.build,
     profile.build,
     distributions.build,
