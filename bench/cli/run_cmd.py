@@ -61,8 +61,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--profile", action="store_true",
                         help="after timing each case, run torch.profiler over a few calls: top "
                              "operators in the record, a Chrome trace in RUN_DIR/traces/")
+    parser.add_argument("--measure", choices=("time", "instructions"),
+                        help="time the cases (default) or count their instructions under "
+                             "callgrind: CPU cases, one thread, repeatable to hundredths of a "
+                             "percent on a loaded machine (the same as --set "
+                             "measure=instructions)")
     parser.add_argument("--no-report", action="store_true",
                         help="do not draw RUN_DIR/report.html at the end")
+    parser.add_argument("--history", type=Path, metavar="STORE",
+                        help="at the end, append the run to this history store (created if "
+                             "needed; see `archbench history`)")
     parser.set_defaults(handler=handle)
 
 
@@ -71,6 +79,8 @@ def handle(args: argparse.Namespace) -> int:
 
     if args.profile:
         args.settings = [*args.settings, "profile=true"]
+    if args.measure:
+        args.settings = [*args.settings, f'measure="{args.measure}"']
     suites, cases = load_suites(args)
     options = RunOptions(out=args.out, isolation=args.isolation, resume=args.resume,
                          command=["archbench", *sys.argv[1:]], executor=args.executor,
@@ -83,6 +93,8 @@ def handle(args: argparse.Namespace) -> int:
         console().print(f"[yellow]{escape(str(exc))}[/]")
         return 130
     observer.summary(result)
+    if args.history is not None:
+        add_to_history(args.history, result.run_dir)
     if not args.no_report:
         report_after_run(result.run_dir)
     question = next((s.decide for s in suites if s.decide is not None), None)
@@ -168,6 +180,12 @@ def describe(record: Record) -> str:
     if record.status != "ok":
         reason = (record.reason or "").splitlines()[0] if record.reason else ""
         return f"{record.status}: {reason}"
+    per_call = record.metrics.get("instructions_per_call")
+    if isinstance(per_call, (int, float)):
+        spread = record.metrics.get("instructions_spread_pct")
+        spread_text = f", spread {spread:.3g}%" if isinstance(spread, (int, float)) else ""
+        samples_n = len((record.info.get("counting") or {}).get("samples") or [])
+        return f"{per_call:,.0f} instructions/call ({samples_n} samples{spread_text})"
     timing = record.timing or {}
     samples = sorted(timing.get("samples_ns") or [])
     if not samples:
@@ -178,3 +196,21 @@ def describe(record: Record) -> str:
     ci_text = f"±{ci * 100:.1f}%" if ci is not None else "±?"
     met = "" if timing.get("target_met") else " (target not met)"
     return f"median {median_ms:.4g} ms {ci_text}{met}  n={len(samples)}"
+
+
+def add_to_history(store_path: Path, run_dir: Path) -> None:
+    """Append the finished run to a history store; the run folder is kept whatever happens,
+    so a store that cannot take it only costs a message (and the command to retry)."""
+    from bench.errors import BenchError
+    from bench.history import HistoryStore, add_run
+
+    try:
+        result = add_run(HistoryStore(store_path, create=True), run_dir)
+    except BenchError as exc:
+        error_console().print(f"[yellow]warning:[/] not added to the history: "
+                              f"{escape(str(exc))}; retry with: archbench history add "
+                              f"--store {escape(str(store_path))} {escape(str(run_dir))}",
+                              soft_wrap=True, highlight=False)
+        return
+    console().print(f"history: {result.added} case(s) added to {escape(str(store_path))}",
+                    soft_wrap=True, highlight=False)

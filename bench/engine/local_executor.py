@@ -1,13 +1,16 @@
-"""The default executor: a run's cases one at a time on this machine, each in its own worker."""
+"""The default executor: a run's cases one at a time on this machine, each in its own worker
+(a counted case in the run's counting worker under callgrind)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from bench import env
 from bench.collectors import peaks_cache
 from bench.engine.case import probe_torch, run_case
+from bench.engine.counting import CountingWorker
 from bench.engine.executor import OnFinished, OnStarted, RunContext
 from bench.engine.outcome import Backend
 from bench.suite.spec import Case
@@ -22,6 +25,8 @@ class LocalExecutor:
         self.backend = backend
         self.isolation = backend.name
         self._environment: dict[str, Any] | None = None
+        #: Counting workers by `count_isa`, started when the first counted case comes.
+        self.counting: dict[str, CountingWorker] = {}
 
     def environment(self) -> dict[str, Any]:
         if self._environment is None:
@@ -37,13 +42,23 @@ class LocalExecutor:
     def execute(self, plan: Sequence[tuple[Case, int]], context: RunContext,
                 started: OnStarted, finished: OnFinished) -> None:
         calibrations = peaks_cache.Index(self.environment())
-        logs = None if self.backend.name == "inline" else context.run_dir / "logs"
         for case, repeat in plan:
             started(case, repeat)
-            finished(run_case(case, self.backend, context.run_id,
+            backend = self.backend
+            if case.settings.counted:  # whatever the isolation, with its counting settings
+                case = replace(case, settings=case.settings.for_counting())
+                isa = case.settings.count_isa
+                backend = self.counting.get(isa) or self.counting.setdefault(
+                    isa, CountingWorker(isa))
+            logs = None if backend.name == "inline" else context.run_dir / "logs"
+            finished(run_case(case, backend, context.run_id,
                               search_path=context.search_path, log_dir=logs,
                               run_dir=context.run_dir, calibrations=calibrations,
                               repeat=repeat), {})
 
     def close(self) -> None:
-        self.backend.close()
+        try:
+            for worker in self.counting.values():
+                worker.close()
+        finally:
+            self.backend.close()

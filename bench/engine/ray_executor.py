@@ -370,6 +370,11 @@ class RayExecutor:
 
     def check_feasible(self, cases: Sequence[Case]) -> None:
         """Refuse, before anything runs, a plan some case of which no node could ever take."""
+        counted = [c.name for c in cases if c.settings.counted]
+        if counted:
+            raise BenchError(f"{counted[0]} counts instructions (measure = \"instructions\"), "
+                             "which runs on this machine's counting worker, not on Ray: run "
+                             "counted cases without --executor ray")
         kinds = {self._kind(c) for c in cases}
         if "cpu" in kinds and not any(n.cpu_capacity for n in self.nodes.values()):
             raise BenchError(

@@ -20,6 +20,7 @@ from bench import env
 from bench._version import __version__
 from bench.engine.backends import ISOLATION_MODES, backend_for
 from bench.engine.case import probe_torch, run_case
+from bench.engine.counting import counter_label, perf_instructions
 from bench.engine.executor import EXECUTORS, Executor, OnFinished, OnStarted, RunContext
 from bench.engine.local_executor import LocalExecutor
 from bench.engine.outcome import Backend
@@ -171,6 +172,11 @@ def _run_meta(run_dir: Path, suites: Sequence[Suite], cases: Sequence[Case],
     previous = store.read_run() if options.resume else {}
     environment = executor.environment()
     environment["threads"] = _threads(cases, environment)
+    counters = sorted({counter_label(c.settings.count_isa) for c in cases
+                       if c.settings.counted})
+    if counters:  # in the fingerprint: counts from another valgrind or ISA do not compare
+        environment["counter"] = counters[0] if len(counters) == 1 else "mixed"
+        environment["perf_instructions"] = perf_instructions()
     return {
         "schema_version": 1,
         "run_id": previous.get("run_id", run_dir.name),
@@ -194,7 +200,8 @@ def _threads(cases: Sequence[Case], torch_side: dict[str, Any]) -> int | str | N
     """The thread count the run used: one number, or "mixed" when cases set different ones."""
     if not cases:  # a session whose cases arrive later (the pytest fixture): torch's default
         return torch_side.get("default_threads")
-    counts = {c.settings.threads or torch_side.get("default_threads") for c in cases}
+    counts = {c.settings.for_counting().threads or torch_side.get("default_threads")
+              for c in cases}
     return counts.pop() if len(counts) == 1 else "mixed"
 
 
