@@ -226,3 +226,16 @@ def test_interrupt_cancels_what_is_in_flight(two_nodes: Cluster) -> None:
     assert [r.case_id for r in records] == [plan[0][0].case_id]
     # The slots are free again: a new case starts at once.
     assert run_plan(executor, [(ray_fakes.fake_case("after", 0.0), 0)])[0].status == "ok"
+
+
+@pytest.mark.slow
+def test_counted_cases_stay_on_this_machine(two_nodes: Cluster) -> None:
+    from dataclasses import replace
+
+    from bench.suite.spec import Settings
+
+    executor = RayExecutor(RayOptions(case_runner=ray_fakes.sleep_case))
+    counted = replace(ray_fakes.fake_case("n"), settings=Settings(measure="instructions"))
+    with pytest.raises(BenchError, match=r"counts instructions.*without --executor ray"):
+        executor.check([ray_fakes.fake_case("t"), counted])
+    executor.check([ray_fakes.fake_case("t")])
