@@ -22,6 +22,7 @@ from bench.cli.console import console, error_console
 from bench.cli.report_cmd import report_after_run
 from bench.cli.suites import add_suite_arguments, load_suites
 from bench.engine.backends import ISOLATION_HELP, ISOLATION_MODES
+from bench.engine.executor import EXECUTORS
 from bench.results.record import FAILURE_STATUSES
 
 if TYPE_CHECKING:  # the runner pulls in numpy/scipy: imported when a run starts, not for --help
@@ -46,6 +47,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                         help="continue the run in --out, skipping cases already recorded")
     parser.add_argument("--isolation", choices=ISOLATION_MODES, default="forkserver",
                         help=ISOLATION_HELP)
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="local (default): one case at a time on this machine; ray: each "
+                             "case repeat a task on a Ray cluster, one timed case per GPU and "
+                             "one timed CPU case per node (pip install 'archbench[ray]')")
+    parser.add_argument("--ray-address", metavar="auto|HOST:PORT",
+                        help="with --executor ray: the cluster to use (auto: the one this "
+                             "machine belongs to); default: RAY_ADDRESS, else a Ray instance "
+                             "started on this machine for the run")
+    parser.add_argument("--cpu-slots", type=int, default=1, metavar="N",
+                        help="with --executor ray: timed CPU cases at once per node (default "
+                             "1; more makes them disturb each other, and each record says so)")
     parser.add_argument("--profile", action="store_true",
                         help="after timing each case, run torch.profiler over a few calls: top "
                              "operators in the record, a Chrome trace in RUN_DIR/traces/")
@@ -56,6 +68,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                              "measure=instructions)")
     parser.add_argument("--no-report", action="store_true",
                         help="do not draw RUN_DIR/report.html at the end")
+    parser.add_argument("--history", type=Path, metavar="STORE",
+                        help="at the end, append the run to this history store (created if "
+                             "needed; see `archbench history`)")
     parser.set_defaults(handler=handle)
 
 
@@ -68,7 +83,8 @@ def handle(args: argparse.Namespace) -> int:
         args.settings = [*args.settings, f'measure="{args.measure}"']
     suites, cases = load_suites(args)
     options = RunOptions(out=args.out, isolation=args.isolation, resume=args.resume,
-                         command=["archbench", *sys.argv[1:]])
+                         command=["archbench", *sys.argv[1:]], executor=args.executor,
+                         ray_address=args.ray_address, cpu_slots=args.cpu_slots)
     observer = ProgressObserver()
     try:
         with observer:
@@ -77,6 +93,8 @@ def handle(args: argparse.Namespace) -> int:
         console().print(f"[yellow]{escape(str(exc))}[/]")
         return 130
     observer.summary(result)
+    if args.history is not None:
+        add_to_history(args.history, result.run_dir)
     if not args.no_report:
         report_after_run(result.run_dir)
     question = next((s.decide for s in suites if s.decide is not None), None)
@@ -130,6 +148,9 @@ class ProgressObserver:
         width = len(str(total))
         repeats = int(record.settings.get("repeats", 1))
         of = f" (repeat {record.repeat + 1}/{repeats})" if repeats > 1 else ""
+        node = record.info.get("node") or {}
+        if node.get("node_id"):  # ran on a cluster node
+            of += f" on {node.get('hostname')}:{str(node['node_id'])[:6]}"
         text = escape(f"[{index:>{width}}/{total}] {record.name}{of}  {describe(record)}")
         self.out.print(f"{_status(record.status)} {text}", highlight=False, soft_wrap=True)
 
@@ -175,3 +196,21 @@ def describe(record: Record) -> str:
     ci_text = f"±{ci * 100:.1f}%" if ci is not None else "±?"
     met = "" if timing.get("target_met") else " (target not met)"
     return f"median {median_ms:.4g} ms {ci_text}{met}  n={len(samples)}"
+
+
+def add_to_history(store_path: Path, run_dir: Path) -> None:
+    """Append the finished run to a history store; the run folder is kept whatever happens,
+    so a store that cannot take it only costs a message (and the command to retry)."""
+    from bench.errors import BenchError
+    from bench.history import HistoryStore, add_run
+
+    try:
+        result = add_run(HistoryStore(store_path, create=True), run_dir)
+    except BenchError as exc:
+        error_console().print(f"[yellow]warning:[/] not added to the history: "
+                              f"{escape(str(exc))}; retry with: archbench history add "
+                              f"--store {escape(str(store_path))} {escape(str(run_dir))}",
+                              soft_wrap=True, highlight=False)
+        return
+    console().print(f"history: {result.added} case(s) added to {escape(str(store_path))}",
+                    soft_wrap=True, highlight=False)

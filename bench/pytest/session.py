@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,11 @@ class PluginState:
             raise BenchError(f"--archbench-out {self.out} already holds files; choose a new "
                              "folder")
         self.isolation: str = opt("archbench_isolation")
+        # Checked now, so a bad combination is a usage error before anything is collected.
+        self.run_options = RunOptions(out=self.out, isolation=self.isolation,
+                                      executor=opt("archbench_executor"),
+                                      ray_address=opt("archbench_ray_address"),
+                                      cpu_slots=opt("archbench_cpu_slots"))
         fail_spec = opt("archbench_fail")
         baseline_ref = opt("archbench_baseline")
         self.ab_ref: str | None = opt("archbench_ab")
@@ -62,6 +68,7 @@ class PluginState:
                              "this archbench installation does not have; install an archbench "
                              "with reports, or drop the option")
         self.benchmark_json = opt("archbench_benchmark_json")
+        self.history = opt("archbench_history")
 
         self.run: RunSession | None = None
         #: The A/B run's folder (--archbench-ab), once measured.
@@ -83,13 +90,14 @@ class PluginState:
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         """With --archbench-fail (or --archbench-ab), measure every selected case before the
         items report: the correction across cases needs all their p-values (and A/B pairs
-        are measured together)."""
+        are measured together). On Ray too: the cluster measures them side by side instead
+        of one per item."""
         if session.config.option.collectonly or not self.case_items or session.testsfailed:
             return
         if self.ab_ref:
             self._measure_ab()
             return
-        if not self.fail_on_regression:
+        if not (self.fail_on_regression or self.run_options.executor != "local"):
             return
 
         def progress(index: int, total: int, case: Case, repeat: int) -> None:
@@ -100,14 +108,15 @@ class PluginState:
         records = self.open_run().measure([item.case for item in self.case_items], progress)
         for item in self.case_items:
             self.records[item.nodeid] = records[item.case.case_id]
-        self.suite_comparison = self._compare([self.records[i.nodeid] for i in self.case_items],
-                                              suite=True)
+        if self.fail_on_regression:
+            self.suite_comparison = self._compare(
+                [self.records[i.nodeid] for i in self.case_items], suite=True)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.ab_dir is not None:
             self._summarise_ab()
         if self.run is None:
-            if self.report_path or self.benchmark_json:
+            if self.report_path or self.benchmark_json or self.history:
                 self.lines.append("archbench: no suite case or fixture measurement ran; "
                                   "nothing to report")
             return
@@ -149,9 +158,7 @@ class PluginState:
             suites = list({id(i.suite): i.suite for i in self.case_items}.values())
             cases = [i.case for i in self.case_items]
             command = ["pytest", *self.config.invocation_params.args]
-            self.run = RunSession(suites, cases, RunOptions(out=self.out,
-                                                            isolation=self.isolation,
-                                                            command=command))
+            self.run = RunSession(suites, cases, replace(self.run_options, command=command))
         return self.run
 
     def record_for(self, item: CaseItem) -> Record:
@@ -286,6 +293,16 @@ class PluginState:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(export(self.run.records, self.run.meta), indent=2))
             self.lines.append(f"archbench: pytest-benchmark JSON written to {path}")
+        if self.history:
+            from bench.history import HistoryStore, add_run
+
+            try:
+                added = add_run(HistoryStore(self.history, create=True), self.run.run_dir)
+                self.lines.append(f"archbench: {added.added} case(s) added to the history "
+                                  f"store {self.history}")
+            except BenchError as exc:
+                self.lines.append(f"archbench: not added to the history: {exc}")
+                failed = True
         if self.report_path:
             try:
                 path = write_report(self.run.run_dir, self.baseline, Path(self.report_path))
