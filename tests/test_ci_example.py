@@ -27,22 +27,39 @@ def load_workflow() -> dict:
     return data
 
 
-def step(workflow: dict, name: str, job: str = "ab") -> dict:
-    (found,) = [s for s in workflow["jobs"][job]["steps"] if s.get("name") == name]
+def step(workflow: dict, name: str, job: str | None = None) -> dict:
+    """The step of that name: in `job`, or the only one of that name in any job."""
+    jobs = [job] if job else list(workflow["jobs"])
+    (found,) = [s for j in jobs for s in workflow["jobs"][j]["steps"] if s.get("name") == name]
     return found
 
 
-def run_step(workflow: dict, name: str, workdir: Path, summary: Path,
-             **env_overrides: str) -> subprocess.CompletedProcess:
-    """The step's shell script with the workflow's and the step's env, as a runner runs it
+def applies(step_: dict, event: str) -> bool:
+    condition = step_.get("if")
+    if condition is None:
+        return True
+    match = re.fullmatch(r"github\.event_name == '(\w+)'", condition)
+    assert match, f"unexpected condition {condition!r}"
+    return match[1] == event
+
+
+def shell(workflow: dict, found: dict, workdir: Path, summary: Path,
+          **env_overrides: str) -> subprocess.CompletedProcess:
+    """A step's shell script with the workflow's and the step's env, as a runner runs it
     (bash -e); `${{ ... }}` expressions are given by the test as env overrides."""
-    found = step(workflow, name)
     step_env = {k: v for k, v in (found.get("env") or {}).items() if "${{" not in str(v)}
     env = {**os.environ, **workflow["env"], **step_env, **env_overrides,
            "GITHUB_STEP_SUMMARY": str(summary),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(["bash", "-e", "-c", found["run"]], cwd=workdir, env=env,
                           capture_output=True, text=True)
+
+
+def run_step(workflow: dict, name: str, event: str, workdir: Path, summary: Path) -> int:
+    """The step's exit code when the runner runs it on `event`."""
+    found = step(workflow, name)
+    assert applies(found, event), f"{name} does not run on {event}"
+    return shell(workflow, found, workdir, summary).returncode
 
 
 def test_workflow_structure():
@@ -64,14 +81,14 @@ def test_workflow_structure():
     checkout = steps[0]
     assert checkout["uses"].startswith("actions/checkout@")
     assert checkout["with"]["fetch-depth"] == 0, "the base commit must be in the clone"
-    install = step(workflow, "Install")["run"]
+    install = step(workflow, "Install", job="ab")["run"]
     assert 'pip install "archbench==${ARCHBENCH_VERSION}"' in install
     assert "-e ." not in install, "users install a release, not archbench's own checkout"
     assert re.fullmatch(r"\d+\.\d+\.\d+", workflow["env"]["ARCHBENCH_VERSION"])
-    ab = step(workflow, "Base and head side by side")
+    ab = step(workflow, "Base and head side by side", job="ab")
     assert ab["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
     assert 'archbench ab "$SUITE" --baseline "$BASE_SHA" --candidate .' in ab["run"]
-    upload = step(workflow, "Keep the run folders")
+    upload = step(workflow, "Keep the run folders", job="ab")
     assert upload["if"] == "always()"
     assert "${{ github.run_attempt }}" in upload["with"]["name"], \
         "a fixed artifact name fails with 409 when a job is re-run"
@@ -128,8 +145,9 @@ def test_workflow_steps_on_a_scratch_repository(tmp_path):
                                    text=True, check=True).stdout.strip())
     summary = tmp_path / "summary.md"
     options = "--threshold timing=off --min-pairs 2 --max-pairs 2"
-    done = run_step(workflow, "Base and head side by side", repo, summary,
-                    SUITE="bench_suites/ci.toml", BASE_SHA=shas[0], AB_OPTIONS=options)
+    ab = step(workflow, "Base and head side by side", job="ab")
+    done = shell(workflow, ab, repo, summary, SUITE="bench_suites/ci.toml", BASE_SHA=shas[0],
+                 AB_OPTIONS=options)
     assert done.returncode == 1, done.stderr
     text = summary.read_text()
     # parameters, non-zero parameters, weight bytes and FLOPs: all exact metrics
@@ -141,8 +159,8 @@ def test_workflow_steps_on_a_scratch_repository(tmp_path):
     assert json.loads((out / "comparison.json").read_text())["cases_compared"] == 1
     # The base against itself: nothing changed, exit 0.
     shutil.rmtree(out)
-    same = run_step(workflow, "Base and head side by side", repo, summary,
-                    SUITE="bench_suites/ci.toml", BASE_SHA=shas[1], AB_OPTIONS=options)
+    same = shell(workflow, ab, repo, summary, SUITE="bench_suites/ci.toml", BASE_SHA=shas[1],
+                 AB_OPTIONS=options)
     assert same.returncode == 0, same.stderr
     worktrees = subprocess.run([*git, "worktree", "list"], capture_output=True, text=True)
     assert len(worktrees.stdout.strip().splitlines()) == 1
