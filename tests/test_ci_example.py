@@ -72,6 +72,8 @@ def test_workflow_structure():
     assert jobs["ab"]["if"] == "github.event_name == 'pull_request'"
     assert jobs["bench"]["if"] == "github.event_name == 'push'"
     for job in jobs.values():
+        names = [s["name"] for s in job["steps"] if "name" in s]
+        assert len(names) == len(set(names)), f"a step twice: {names}"
         for s in job["steps"]:
             assert "-e ." not in s.get("run", ""), "users install a release, not a checkout"
             if str(s.get("uses", "")).startswith("actions/upload-artifact"):
