@@ -1,17 +1,38 @@
-"""Shared rich consoles, so output and errors look the same in every command."""
+"""The one way archbench's command line writes to the terminal.
+
+Messages carry file paths, suite keys (`[settings]`), case names and commands meant to be
+pasted back into a shell. Rich would read brackets as markup (and drop them), turn `:name:`
+into emoji, and wrap long lines at the terminal's width (breaking a pasted command). So the
+consoles take text literally: style is given apart from the text (`say(("error:", "bold red"),
+" ", message)`), and `say` never wraps. Tables and progress bars use the same consoles.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
 from rich.console import Console
+from rich.text import Text
+
+#: A piece of a message: plain text, or (text, rich style).
+Part = str | tuple[str, str]
 
 
 @lru_cache(maxsize=1)
 def console() -> Console:
-    return Console(highlight=False)
+    return Console(highlight=False, markup=False, emoji=False)
 
 
 @lru_cache(maxsize=1)
 def error_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, markup=False, emoji=False)
+
+
+def styled(*parts: Part) -> Text:
+    """Text made of literal parts, some styled; brackets and colons stay as written."""
+    return Text.assemble(*parts)
+
+
+def say(*parts: Part, err: bool = False) -> None:
+    """Print one message, exactly as given and unwrapped (to stderr with `err`)."""
+    (error_console() if err else console()).print(styled(*parts), soft_wrap=True)

@@ -7,10 +7,15 @@ finished record on disk; `resume` continues a run folder without redoing finishe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import shlex
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,9 +28,10 @@ from bench.engine.backends import backend_for
 from bench.engine.outcome import Backend
 from bench.engine.record import make_record
 from bench.engine.sampling import CaseSampling
-from bench.errors import BenchError
+from bench.errors import BenchError, FileProblem
 from bench.measure import entry
 from bench.measure.protocol import Message, WorkerJob
+from bench.results.lock import LOCK_FILE, RunFolderLock
 from bench.results.record import Record
 from bench.results.store import ResultsStore, read_run
 from bench.suite.spec import Case, Suite
@@ -44,13 +50,55 @@ class RunObserver(Protocol):
 
 
 class RunInterrupted(BenchError):
-    """Ctrl-C stopped the run; everything finished is on disk and `--resume` continues."""
+    """Ctrl-C or SIGTERM stopped the run; everything finished is on disk and `--resume`
+    continues. `exit_code` follows the shell's 128 + signal number (130, 143)."""
 
-    def __init__(self, run_dir: Path, done: int, total: int) -> None:
+    def __init__(self, run_dir: Path, done: int, total: int, *, resume_command: str,
+                 signum: int = signal.SIGINT) -> None:
         self.run_dir = run_dir
-        super().__init__(f"interrupted after {done} of {total} cases; finished cases are saved "
-                         f"in {run_dir}. Continue with: archbench run ... --resume --out "
-                         f"{run_dir}")
+        self.resume_command = resume_command
+        self.exit_code = 128 + signum
+        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        super().__init__(f"interrupted by {what} after {done} of {total} cases; finished cases "
+                         f"are saved in {run_dir}. Continue with:\n{resume_command}")
+
+
+def resume_command(suites: Sequence[Suite], command: Sequence[str], run_dir: Path) -> str:
+    """The command that continues a run, ready to paste: the original command line with its
+    --out/--resume replaced, or `archbench run SUITES` when the run did not come from one."""
+    args = list(command[2:]) if command[1:2] == ["run"] else [s.path for s in suites]
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--out", "-o"):
+            skip = True
+        elif not (arg == "--resume" or arg.startswith(("--out=", "-o"))):
+            kept.append(arg)
+    return shlex.join(["archbench", "run", *kept, "--resume", "--out", str(run_dir)])
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[list[int]]:
+    """SIGTERM and SIGHUP (CI cancellation, `timeout`, a closed terminal) stop a run the way
+    Ctrl-C does: as a KeyboardInterrupt, once; the signals received are listed."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if not received:
+            received.append(signum)
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @dataclass
@@ -80,28 +128,31 @@ def run(suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
     R times, so each case's repeats sample the machine at different moments of the run.
     `backend` replaces the one `options.isolation` names (tests run the plan without workers).
     """
-    session = RunSession(suites, cases, options, backend)
-    plan = session.plan(cases)
-    total = len(plan) + session.skipped
-    result = RunResult(run_dir=session.run_dir, skipped=session.skipped)
-    if observer:
-        observer.run_started(session.run_dir, total, session.skipped)
-    try:
-        for index, (case, repeat) in enumerate(plan, start=session.skipped + 1):
+    with _signals_interrupt() as received:
+        session = RunSession(suites, cases, options, backend)
+        plan = session.plan(cases)
+        total = len(plan) + session.skipped
+        result = RunResult(run_dir=session.run_dir, skipped=session.skipped)
+        try:
             if observer:
-                observer.case_started(index, total, case)
-            record = session.run_case(case, repeat)
-            result.records.append(record)
-            if observer:
-                observer.case_finished(index, total, record)
-    except KeyboardInterrupt:
-        session.close("interrupted")
-        raise RunInterrupted(session.run_dir, session.skipped + len(result.records),
-                             total) from None
-    except BaseException:
-        session.close("failed")
-        raise
-    session.close("complete")
+                observer.run_started(session.run_dir, total, session.skipped)
+            for index, (case, repeat) in enumerate(plan, start=session.skipped + 1):
+                if observer:
+                    observer.case_started(index, total, case)
+                record = session.run_case(case, repeat)
+                result.records.append(record)
+                if observer:
+                    observer.case_finished(index, total, record)
+        except KeyboardInterrupt:
+            session.close("interrupted")
+            raise RunInterrupted(session.run_dir, session.skipped + len(result.records), total,
+                                 resume_command=resume_command(suites, options.command,
+                                                               session.run_dir),
+                                 signum=received[0] if received else signal.SIGINT) from None
+        except BaseException as exc:
+            session.close("failed", keep=exc)
+            raise
+        session.close("complete")
     return result
 
 
@@ -145,24 +196,36 @@ def probe_torch(backend: Backend) -> dict[str, Any]:
 
 
 # ---- run folder -----------------------------------------------------------------------------
-def _prepare_run_dir(suites: Sequence[Suite], options: RunOptions) -> Path:
+def _prepare_run_dir(suites: Sequence[Suite], options: RunOptions) -> tuple[Path, RunFolderLock]:
+    """The run folder, created and locked for this process (see `bench.runlock`)."""
     if options.resume:
         if options.out is None:
             raise BenchError("--resume needs --out RUN_DIR: the run folder to continue")
         read_run(options.out)  # raises a clear error if it is not a run folder
-        return options.out
+        return options.out, RunFolderLock(options.out).acquire()
     if options.out is not None:
-        if options.out.exists() and any(options.out.iterdir()):
+        if options.out.exists() and not options.out.is_dir():
+            raise FileProblem(f"--out {options.out} is a file, not a folder; choose a folder "
+                              "(a new one, or a run folder with --resume)",
+                              path=str(options.out))
+        options.out.mkdir(parents=True, exist_ok=True)
+        lock = RunFolderLock(options.out).acquire()
+        if any(p.name != LOCK_FILE for p in options.out.iterdir()):
+            lock.release()
             raise BenchError(f"{options.out} already holds files; add --resume to continue that "
                              "run, or choose a new --out")
-        return options.out
+        return options.out, lock
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = DEFAULT_RUNS_DIR / f"{stamp}-{suites[0].name if suites else 'run'}"
     run_dir, n = base, 1
-    while run_dir.exists():
-        n += 1
-        run_dir = base.with_name(f"{base.name}-{n}")
-    return run_dir
+    while True:
+        try:
+            run_dir.mkdir(parents=True)  # atomic: two runs started together get two folders
+        except FileExistsError:
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
+            continue
+        return run_dir, RunFolderLock(run_dir).acquire()
 
 
 def _run_meta(run_dir: Path, suites: Sequence[Suite], cases: Sequence[Case],
@@ -227,7 +290,21 @@ class RunSession:
 
     def __init__(self, suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
                  backend: Backend | None = None) -> None:
-        self.run_dir = _prepare_run_dir(suites, options)
+        self.run_dir, self.lock = _prepare_run_dir(suites, options)
+        try:
+            self._open(suites, cases, options, backend)
+        except BaseException as exc:
+            if hasattr(self, "meta"):  # run.json says "running": say what became of it
+                with contextlib.suppress(OSError):
+                    _finish(self.store, self.meta, "interrupted"
+                            if isinstance(exc, KeyboardInterrupt) else "failed")
+            if hasattr(self, "backend"):
+                self.backend.close()
+            self.lock.release()
+            raise
+
+    def _open(self, suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
+              backend: Backend | None) -> None:
         self.store = ResultsStore(self.run_dir)
         #: (case_id, repeat) already on disk when resuming: not run again.
         self.done = ({(r.case_id, r.repeat) for r in self.store.records()} if options.resume
@@ -295,8 +372,19 @@ class RunSession:
         self.store.append(record)
         self.records.append(record)
 
-    def close(self, status: str = "complete") -> None:
+    def close(self, status: str = "complete", keep: BaseException | None = None) -> None:
+        """Mark the run `status` in run.json, stop the workers and release the folder.
+
+        With `keep` (the error that ended the run) a failure to write run.json is dropped
+        in favour of it: a full disk must not hide why the run stopped.
+        """
         try:
             _finish(self.store, self.meta, status)
+        except OSError:
+            if keep is None:
+                raise
         finally:
-            self.backend.close()
+            try:
+                self.backend.close()
+            finally:
+                self.lock.release()

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from bench.errors import SpecError
+from bench import files
+from bench.errors import BenchError, SpecError
 from bench.pytest.items import CaseFailure, session_of
 from bench.results.record import Record
 from bench.suite import loader
@@ -33,8 +34,12 @@ def archbench(request: pytest.FixtureRequest) -> Callable[..., Record]:
     counter = itertools.count()
 
     def measure(module: Any, example_input: Any, **case_options: Any) -> Record:
-        record: Record = session.measure_fixture(request.node, module, example_input,
-                                                 next(counter), case_options)
+        try:
+            record: Record = session.measure_fixture(request.node, module, example_input,
+                                                     next(counter), case_options)
+        except (BenchError, OSError) as exc:  # bad options, an unusable folder: say which
+            problem = exc if isinstance(exc, BenchError) else files.problem(exc)
+            pytest.fail(f"archbench: {problem}", pytrace=False)
         if record.status == "unsupported":
             raise pytest.skip.Exception(f"archbench: unsupported: {record.reason}",
                                         _use_item_location=True)
