@@ -14,7 +14,7 @@ import torch._dynamo  # noqa: F401
 
 from bench.cli import main
 from bench.cli.console import say
-from bench.engine.forkserver import crash_excerpt
+from bench.engine.process import crash_excerpt
 from bench.engine.runner import resume_command
 from bench.errors import FileProblem
 from bench.files import problem, read_text

@@ -48,9 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         say(("error:", "bold red"), f" {exc}", err=True)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # before a run folder was open: nothing to resume
         say(("interrupted", "yellow"), err=True)
-        return EXIT_INTERRUPTED
+        return 128 + getattr(exc, "signum", EXIT_INTERRUPTED - 128)
     except BrokenPipeError:  # `archbench list ... | head`
         sys.stderr.close()
         return EXIT_OK

@@ -79,10 +79,20 @@ def resume_command(suites: Sequence[Suite], command: Sequence[str], run_dir: Pat
     return shlex.join(["archbench", "run", *kept, "--resume", "--out", str(run_dir)])
 
 
+class SignalInterrupt(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C would raise KeyboardInterrupt; `signum` says
+    which, so the exit code can be the shell's 128 + signal number."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
 @contextmanager
 def _signals_interrupt() -> Iterator[list[int]]:
     """SIGTERM and SIGHUP (CI cancellation, `timeout`, a closed terminal) stop a run the way
-    Ctrl-C does: as a KeyboardInterrupt, once; the signals received are listed."""
+    Ctrl-C does: as a KeyboardInterrupt (`SignalInterrupt`), once; the signals received are
+    listed."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received
@@ -91,7 +101,7 @@ def _signals_interrupt() -> Iterator[list[int]]:
     def handler(signum: int, frame: Any) -> None:
         if not received:
             received.append(signum)
-            raise KeyboardInterrupt
+            raise SignalInterrupt(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
