@@ -5,6 +5,7 @@ Records keep the raw timing samples; statistics are derived when reading (`bench
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, get_args
@@ -151,9 +152,21 @@ class _StoredRecord(_Loose):
     def _integer_metrics(cls, metrics: dict[str, Any]) -> dict[str, Any]:
         """Metrics that load() makes integer columns must be integers (or null)."""
         for key, value in metrics.items():
-            if is_integer_column(key) and value is not None and type(value) is not int:
-                raise ValueError(f"metric {key} must be an integer or null, got {value!r:.40}")
+            if is_integer_column(key) and not _whole(value):
+                raise ValueError(f"metric {key} must be a whole number or null, got "
+                                 f"{value!r:.40}")
         return metrics
+
+
+def _whole(value: Any) -> bool:
+    """None, or a number an Int64 column holds exactly (1e8 is; 1.5, 2**70 and True are not)."""
+    if value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return False
+    return bool(-(2**63) <= value < 2**63)
 
 
 #: Integer columns that would turn float where some rows (failed cases) have no value.
