@@ -226,3 +226,35 @@ def test_max_time_override_below_default_min_time_names_both(suite_path: Path) -
     assert str(suite_path) not in message  # the file is not what is wrong
     # The fix it names works.
     load(suite_path, settings_overrides={"max_time_s": 0.3, "min_time_s": 0.3})
+
+
+@pytest.mark.parametrize(("model", "axes"), [
+    ("mlp", {"depth": 3, "width": 64, "features": 32, "classes": 10, "activation": "relu"}),
+    ("cnn", {"depth": 5, "width": 8, "image_size": 32, "classes": 10, "activation": "relu"}),
+    ("transformer", {"depth": 2, "width": 128, "seq_len": 16, "classes": 10,
+                     "activation": "gelu"}),
+    ("seed-cnn", {"classes": 10}),
+    ("text-classifier", {"seq_len": 16, "classes": 2}),
+])
+def test_the_estimate_counts_the_parameters_the_built_model_has(model, axes):
+    from bench.measure.models import zoo
+
+    case = Case(model=model, batch_size=2, **axes)
+    built = getattr(zoo, f"build_{model.replace('-', '_')}")(case)
+    size = footprint.estimate(case)
+    assert size is not None
+    assert size.params == sum(p.numel() for p in built.module.parameters())
+
+
+def test_a_model_larger_than_this_machine_is_unsupported_before_it_is_built(suite_path):
+    import psutil
+
+    from bench.errors import UnsupportedCase
+    from bench.measure import capability
+
+    suite_path.write_text('[suite]\nname = "s"\n[[sweep]]\nmodel = "mlp"\n'
+                          "depth = 16\nwidth = 131072\n")
+    (case,) = load(suite_path).cases  # below what any machine has: accepted
+    assert footprint.estimate(case).bytes > psutil.virtual_memory().total
+    with pytest.raises(UnsupportedCase, match=r"needs about .* GiB in all"):
+        capability.check_memory(case)
