@@ -287,7 +287,7 @@ def with_reference(frame: pd.DataFrame, vary: Sequence[str],
     for column, value in reference.items():
         if column not in ok.columns:
             return ok.iloc[0:0]
-        is_ref &= ok[column].map(_plain) == _scalar_key(value)
+        is_ref &= ok[column].map(_scalar_key) == _scalar_key(value)
     keys = row_keys(ok, with_run_key([c for c in PARAM_COLUMNS if c not in vary], ok))
     refs = ok[is_ref].assign(_key=keys[is_ref]).drop_duplicates("_key", keep="last")
     lookup = refs.set_index("_key")
