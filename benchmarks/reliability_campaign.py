@@ -55,14 +55,15 @@ import torch
 HERE = Path(__file__).parent
 
 class Slow(torch.nn.Module):
-    def __init__(self):
+    def __init__(self, depth):
         super().__init__()
         self.linear = torch.nn.Linear(4, 2)
         self.calls = 0
+        self.depth = depth
 
     def forward(self, x):
         self.calls += 1
-        (HERE / "calls").write_text(str(self.calls))
+        (HERE / f"calls-{self.depth}").write_text(str(self.calls))
         time.sleep(0.02)
         return self.linear(x)
 
@@ -70,7 +71,7 @@ def make(case):
     (HERE / f"build-{case.depth}").write_text(str(os.getpid()))
     if (HERE / "slow.flag").exists():
         time.sleep(2.0)
-    return Slow(), lambda batch: torch.randn(batch, 4)
+    return Slow(case.depth), lambda batch: torch.randn(batch, 4)
 '''
 
 SUITE = """[suite]
@@ -278,22 +279,24 @@ def project(work: Path, name: str) -> Path:
     return folder
 
 
-#: Where a case is when the signal lands, told from the factory's and the module's markers.
 def in_phase(folder: Path, run_dir: Path, phase: str) -> Callable[[], bool]:
+    """Where the run is when the signal lands, told from the factory's and the module's
+    markers. Past `start`, the phase is the second case's, so a finished record (the first
+    case's) is on disk to be kept."""
     warmup = 20
 
     def calls() -> int:
         try:
-            return int((folder / "calls").read_text() or 0)
+            return int((folder / "calls-2").read_text() or 0)
         except (OSError, ValueError):
             return 0
 
     return {
         "start": lambda: (run_dir / ".archbench.lock").exists(),  # the run is starting up
-        "build": lambda: (folder / "build-1").exists(),
+        "build": lambda: (folder / "build-2").exists(),
         "warmup": lambda: 3 <= calls() < warmup - 5,
         "timed": lambda: calls() > warmup + 10,
-        "between": lambda: len(records(run_dir)) >= 1,
+        "between": lambda: len(records(run_dir)) >= 1 and not (folder / "build-2").exists(),
     }[phase]
 
 
