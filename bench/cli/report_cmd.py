@@ -94,7 +94,7 @@ def report_after_run(run_dir: Path) -> None:
         report = load_report_input([run_dir])
         path = write_html(render(report, "html"), run_dir / RUN_REPORT)
     except Exception as exc:  # the run is saved; say why there is no report and how to retry
-        say(("warning:", "yellow"), f" no report drawn ({type(exc).__name__}: "
-                              f"{exc}); try again with: archbench report {run_dir}")
+        say(("warning:", "yellow"), f" no report drawn ({type(exc).__name__}: {exc}); try again "
+            f"with: archbench report {run_dir}", err=True)
         return
     say(f"report: {path}")
