@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench._version import __version__
 
-__all__ = ["__version__", "load"]
+__all__ = ["__version__", "best", "load"]
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,3 +21,12 @@ def load(paths: Any) -> pd.DataFrame:
     from bench.results.frame import load as _load
 
     return _load(paths)
+
+
+def best(runs: Any, objective: str = "median_ms", constraints: Any = (), top: int = 5,
+         confidence: float = 0.95) -> pd.DataFrame:
+    """The best configurations meeting every constraint with confidence, ranked (see
+    `bench.decide.answer` for the uncertain cases, why-not, Pareto set and boundaries)."""
+    from bench.decide import best as _best
+
+    return _best(runs, objective, constraints, top, confidence)

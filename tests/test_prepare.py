@@ -82,6 +82,9 @@ def test_compiled_case_reports_compile_time_apart(write_suite, tmp_path):
         width = [32]
         batch_size = [4]
         compile = ["default"]
+        # A cold Inductor compile (C++ codegen and gcc) takes about a minute on two busy
+        # cores: the case timeout leaves room for that rather than timing the compiler out.
+        settings = { timeout_s = 240.0 }
     """)
     suite = suite_file.load(path)
     (record,) = run([suite], list(suite.cases), RunOptions(out=tmp_path / "run")).records

@@ -74,7 +74,7 @@ def test_real_run_report_in_chromium(real_run, tmp_path):
                       "e.querySelectorAll('.scatterlayer .trace, .boxlayer .trace, "
                       ".heatmaplayer image, .barlayer .trace').length])")
         assert {c[0] for c in charts} >= {"chart-scaling-latency", "chart-scaling-heatmap",
-                                          "chart-scaling-fit", "chart-pareto-params",
+                                          "chart-scaling-fit", "chart-tradeoff-0",
                                           "chart-distributions", "chart-telemetry",
                                           "chart-profile"}
         for element_id, rendered, svgs, traces in charts:
@@ -105,6 +105,19 @@ def test_real_run_report_in_chromium(real_run, tmp_path):
         measured = [m for m in medians if m is not None]
         assert len(measured) == 4 and medians[:4] == sorted(measured)
 
+        # the question's columns show; the others wait behind the column picker
+        assert page.is_visible("#results-table th:has-text('median (ms)')")
+        assert page.is_visible("#results-table th:has-text('above runtime (MiB)')")
+        assert not page.is_visible("#results-table th:has-text('IQR (ms)')")
+        page.click(".col-picker summary")
+        page.check(".col-picker label:has-text('IQR (ms)') input")
+        assert page.is_visible("#results-table th:has-text('IQR (ms)')")
+        page.uncheck(".col-picker label:has-text('median (ms)') input")
+        assert not page.is_visible("#results-table th:has-text('median (ms)')")
+        page.check(".col-picker label:has-text('median (ms)') input")
+        page.check(".col-picker label:has-text('sweep') input")  # holds the suite's markup
+        page.click(".col-picker summary")
+
         # markup from the suite and from an error message is shown as text, never run
         # the sweep name of 8 cases and the failed case's reason
         assert page.locator("#results-table").inner_text().count(EVIL) == 9
@@ -118,19 +131,22 @@ def test_real_run_report_in_chromium(real_run, tmp_path):
 
 def test_hover_and_labels_show_markup_as_text(tmp_path):
     frame = synthetic_frame(devices=("cpu",), precisions=("fp32",), fail_rate=0.0, samples=10)
+    frame["model"] = EVIL  # the family's name is the trade-off figure's title
     smallest = frame["params_total"].idxmin()
-    frame.loc[smallest, "name"] = EVIL  # the smallest model is always on the frontier
+    frame.loc[smallest, "name"] = EVIL  # and one case's name is in its hover text
     path = tmp_path / "evil.html"
     path.write_text(html_report(ReportInput((RunFrame("evil", frame),))))
     with open_report(path) as (page, log):
-        labels = page.eval_on_selector_all("#chart-pareto-params .textpoint text",
-                                           "ts => ts.map(t => t.textContent)")
-        assert EVIL in labels
+        title = page.eval_on_selector("#chart-tradeoff-0 .gtitle", "t => t.textContent")
+        assert title.startswith(EVIL)
+        labels = page.eval_on_selector_all("#chart-tradeoff-0 .textpoint text",
+                                           "ts => ts.map(t => t.textContent.trim())")
+        assert "d2 w64 fp32" in labels  # the reference's short label, inside the plot
         hover = page.evaluate("""() => {
-            const gd = document.getElementById('chart-pareto-params');
-            const curve = gd.data.findIndex(t => (t.text || []).some(
+            const gd = document.getElementById('chart-tradeoff-0');
+            const curve = gd.data.findIndex(t => (t.hovertext || []).some(
                 s => s.includes('&lt;script')));
-            const point = gd.data[curve].text.findIndex(s => s.includes('&lt;script'));
+            const point = gd.data[curve].hovertext.findIndex(s => s.includes('&lt;script'));
             Plotly.Fx.hover(gd, [{curveNumber: curve, pointNumber: point}]);
             return gd.querySelector('.hoverlayer').textContent;
         }""")

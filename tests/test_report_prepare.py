@@ -22,7 +22,6 @@ from bench.report.chart_data import (
 )
 from bench.report.model import ReportInput, RunFrame
 from bench.report.sections.distributions import distribution_cases
-from bench.report.sections.pareto import pareto_points
 from bench.report.sections.profile import OTHER, profile_frame
 from bench.report.sections.resources import memory_frame, telemetry_series, timed_spans
 from bench.report.sections.scaling import heatmap_grids, scaling_series
@@ -67,21 +66,6 @@ def test_pareto_mask_maximising_by_negation():
     latency = [1.0, 2.0, 3.0]
     accuracy = [0.5, 0.9, 0.8]
     assert pareto_mask(latency, [-a for a in accuracy]).tolist() == [True, True, False]
-
-
-def test_pareto_points_are_per_device_and_batch():
-    frame = pd.DataFrame([
-        case("cpu-small", params_total=10, median_ms=5.0),
-        case("cpu-big-fast", params_total=100, median_ms=1.0),
-        case("cpu-big-slow", params_total=100, median_ms=9.0),
-        # fast on cuda, but it does not compete with the cpu cases
-        case("cuda-one", device="cuda", params_total=1000, median_ms=0.1),
-        case("failed", status="failed", params_total=1, median_ms=np.nan),
-    ])
-    points = pareto_points(frame, "params_total").set_index("name")
-    assert points["on_frontier"].to_dict() == {"cpu-small": True, "cpu-big-fast": True,
-                                               "cpu-big-slow": False, "cuda-one": True}
-    assert set(points["group"]) == {"cpu", "cuda"}
 
 
 # ---- scaling --------------------------------------------------------------------------------

@@ -46,12 +46,12 @@ def figures(html: str) -> dict[str, dict]:
 # ---- which sections appear ------------------------------------------------------------------
 def test_every_section_appears_when_the_data_supports_it(full_report):
     keys = [s.key for s in build_sections(full_report)]
-    assert keys == ["summary", "results", "scaling", "pruning", "precision", "pareto",
+    assert keys == ["summary", "results", "scaling", "pruning", "precision", "tradeoffs",
                     "resources", "distributions", "failures"]
     charts = {c.key for s in build_sections(full_report) for c in s.charts}
     assert charts == {"scaling-latency", "scaling-throughput", "scaling-heatmap", "scaling-fit",
                       "pruning-speedup", "pruning-fidelity", "precision-speedup",
-                      "precision-error", "pareto-params", "pareto-fidelity", "memory",
+                      "precision-error", "tradeoff-0", "tradeoff-1", "memory",
                       "telemetry", "energy", "distributions"}
 
 
@@ -60,7 +60,7 @@ def test_a_plain_core_run_has_fewer_sections():
                             fail_rate=0.0)
     core_only = [c for c in frame.columns if not c.startswith(("peak_rss", "fidelity"))]
     keys = [s.key for s in build_sections(report_of(frame[core_only]))]
-    assert keys == ["summary", "results", "scaling", "pareto", "distributions"]
+    assert keys == ["summary", "results", "scaling", "distributions"]
 
 
 def test_a_run_where_nothing_measured_shows_summary_table_and_reasons():

@@ -18,9 +18,10 @@ from rich.text import Text
 Part = str | tuple[str, str]
 
 
-@lru_cache(maxsize=1)
-def console() -> Console:
-    return Console(highlight=False, markup=False, emoji=False)
+@lru_cache(maxsize=4)
+def console(width: int | None = None) -> Console:
+    """Standard output; `width` fixes the width tables are laid out for (a log file)."""
+    return Console(highlight=False, markup=False, emoji=False, width=width)
 
 
 @lru_cache(maxsize=1)
@@ -33,6 +34,7 @@ def styled(*parts: Part) -> Text:
     return Text.assemble(*parts)
 
 
-def say(*parts: Part, err: bool = False) -> None:
-    """Print one message, exactly as given and unwrapped (to stderr with `err`)."""
-    (error_console() if err else console()).print(styled(*parts), soft_wrap=True)
+def say(*parts: Part, err: bool = False, to: Console | None = None) -> None:
+    """Print one message, exactly as given and unwrapped (to stderr with `err`, or to the
+    console `to`)."""
+    (to or (error_console() if err else console())).print(styled(*parts), soft_wrap=True)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.cli.best_cmd import add_question_arguments
 from bench.cli.console import say
 from bench.errors import BenchError
 
@@ -35,6 +36,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                              "for a CI step summary or PR comment; csv/parquet: the flat "
                              "results table")
     parser.add_argument("--title", help="title of the report (default: the run names)")
+    add_question_arguments(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -58,7 +60,12 @@ def handle(args: argparse.Namespace) -> int:
     from bench.report import load_report_input, write_html
     from bench.report.export import flat_table, write_table
 
-    report = load_report_input(args.runs, title=args.title)
+    question = None
+    if args.constraint:  # else the question of the run's suite ([decide]), if it has one
+        from bench.decide import Question
+
+        question = Question(args.objective, tuple(args.constraint), args.top, args.confidence)
+    report = load_report_input(args.runs, title=args.title, question=question)
     fmt = args.format
     if args.out == "-" or (fmt == "markdown" and args.out is None):
         if fmt == "parquet":

@@ -16,6 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from bench.cli.best_cmd import print_answer
 from bench.cli.console import Part, console, say
 from bench.cli.report_cmd import report_after_run
 from bench.cli.suites import add_suite_arguments, load_suites
@@ -25,6 +26,7 @@ from bench.results.record import FAILURE_STATUSES
 if TYPE_CHECKING:  # the runner pulls in numpy/scipy: imported when a run starts, not for --help
     from bench.engine.runner import RunResult
     from bench.results.record import Record
+    from bench.suite.question import Question
     from bench.suite.spec import Case
 
 
@@ -69,7 +71,24 @@ def handle(args: argparse.Namespace) -> int:
     observer.summary(result)
     if not args.no_report:
         report_after_run(result.run_dir)
+    question = next((s.decide for s in suites if s.decide is not None), None)
+    if question is not None:
+        answer_after_run(result.run_dir, question)
     return 1 if any(r.status in FAILURE_STATUSES for r in result.records) else 0
+
+
+def answer_after_run(run_dir: Path, question: Question) -> None:
+    """The suite's `[decide]` question, answered from the run just made. A question the run
+    cannot answer (a metric no case collected) is said, not raised: the run is saved."""
+    from bench.decide import DecideError, decide
+    from bench.results import load
+
+    say("")
+    try:
+        print_answer(decide(load(run_dir), question))
+    except DecideError as exc:
+        say(("warning:", "yellow"), f" no answer to the suite's [decide] question: {exc}",
+            err=True)
 
 
 class ProgressObserver:

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.stats import LogLogFit, fit_loglog, pareto_mask
+
 #: The parameters that identify a workload (with `run_id`, a row of one run).
 PARAM_COLUMNS = ("model", "depth", "width", "activation", "features", "image_size", "seq_len",
                  "classes", "batch_size", "device", "precision", "compile", "mode",
@@ -137,68 +139,8 @@ def varying(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
             if c in frame.columns and row_keys(frame, [c]).nunique() > 1]
 
 
-# ---- Pareto frontier ------------------------------------------------------------------------
-def pareto_mask(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> np.ndarray:
-    """True for the points no other point beats, minimising both x and y.
-
-    A point is dominated when another is at least as good in both and strictly better in one;
-    exact duplicates of a frontier point are on the frontier too. NaN/inf points are never on
-    it. To maximise a quantity, pass its negative.
-    """
-    xs = np.asarray(x, dtype=float)
-    ys = np.asarray(y, dtype=float)
-    if xs.shape != ys.shape:
-        raise ValueError("x and y need the same length")
-    mask = np.zeros(xs.shape, dtype=bool)
-    valid = np.flatnonzero(np.isfinite(xs) & np.isfinite(ys))
-    order = valid[np.lexsort((ys[valid], xs[valid]))]
-    best_y = math.inf
-    i = 0
-    while i < len(order):
-        j = i
-        while j < len(order) and xs[order[j]] == xs[order[i]]:
-            j += 1
-        group = order[i:j]
-        group_min = ys[group].min()
-        if group_min < best_y:
-            mask[group[ys[group] == group_min]] = True
-            best_y = group_min
-        i = j
-    return mask
-
-
-# ---- log-log fit ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LogLogFit:
-    """y ≈ exp(intercept) · x**slope, fitted by least squares on log y against log x."""
-
-    slope: float
-    intercept: float
-    #: Coefficient of determination in log space; None with two points (a line fits exactly).
-    r2: float | None
-    n: int
-
-    def predict(self, x: float) -> float:
-        return float(math.exp(self.intercept) * x ** self.slope)
-
-
-def fit_loglog(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
-               ) -> LogLogFit | None:
-    """The log–log slope of y against x over the positive finite points; None when fewer
-    than two distinct x values remain (no slope to fit)."""
-    xs = np.asarray(x, dtype=float)
-    ys = np.asarray(y, dtype=float)
-    keep = np.isfinite(xs) & np.isfinite(ys) & (xs > 0) & (ys > 0)
-    lx, ly = np.log(xs[keep]), np.log(ys[keep])
-    if np.unique(lx).size < 2:
-        return None
-    slope, intercept = np.polyfit(lx, ly, 1)
-    r2: float | None = None
-    if lx.size > 2:
-        residual = float(np.sum((ly - (slope * lx + intercept)) ** 2))
-        total = float(np.sum((ly - ly.mean()) ** 2))
-        r2 = 1.0 - residual / total if total > 0 else 1.0
-    return LogLogFit(slope=float(slope), intercept=float(intercept), r2=r2, n=int(lx.size))
+# ---- Pareto frontier and log-log fit: pure statistics, shared with bench.decide -----------
+__all__ = ["LogLogFit", "fit_loglog", "pareto_mask"]
 
 
 def achieved_flops_s(frame: pd.DataFrame) -> pd.Series:

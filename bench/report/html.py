@@ -137,6 +137,13 @@ figure.chart-block { margin:10px 0 22px; }
 figcaption { color:var(--muted); font-size:12.5px; margin-top:4px; }
 .chart { width:100%; min-height:300px; }
 .verdict { font-weight:600; }
+details.col-picker { position:relative; }
+details.col-picker summary { cursor:pointer; color:var(--accent); }
+.col-boxes { position:absolute; z-index:5; background:#fff; border:1px solid var(--line);
+  padding:8px 10px; columns:3; column-gap:18px; width:640px; box-shadow:0 4px 12px #0002; }
+.col-boxes label { display:block; white-space:nowrap; font-size:12.5px; }
+tr.best td { font-weight:600; background:#eef8ee; }
+p.answer { font-size:15px; }
 """
 
 SCRIPT = r"""
@@ -194,6 +201,19 @@ SCRIPT = r"""
       });
       count.textContent = shown + " of " + rows.length + " rows";
     }
+    var boxes = Array.prototype.slice.call(
+      document.querySelectorAll('.col-picker input[type="checkbox"]'));
+    var hiddenStyle = document.createElement("style");
+    document.head.appendChild(hiddenStyle);
+    function applyColumns() {
+      hiddenStyle.textContent = boxes.filter(function (b) { return !b.checked; })
+        .map(function (b) {
+          return "#results-table tr > :nth-child(" + b.getAttribute("data-pos") +
+            ") { display: none; }";
+        }).join("\n");
+    }
+    boxes.forEach(function (b) { b.addEventListener("change", applyColumns); });
+    applyColumns();
     filter.addEventListener("input", apply);
     status.addEventListener("change", apply);
     noisy.addEventListener("change", apply);

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from bench.decide import Question
 from bench.errors import CompareError, ResultsError
 from bench.gate.compare import FRAME_COLUMNS, CompareOptions, compare_runs
 from bench.report.model import ComparisonData, ReportInput, RunFrame
@@ -51,9 +52,11 @@ def _empty_comparison() -> pd.DataFrame:
     return pd.DataFrame(columns=list(FRAME_COLUMNS))
 
 
-def load_report_input(paths: Sequence[str | Path], *, title: str | None = None) -> ReportInput:
+def load_report_input(paths: Sequence[str | Path], *, title: str | None = None,
+                      question: Question | None = None) -> ReportInput:
     """The runs at `paths`, in order. With several, each later run is compared with the
-    first (the baseline) by `bench.gate.compare`."""
+    first (the baseline) by `bench.gate.compare`. Without a `question`, the first a run's
+    suites asked (their `[decide]` table) is answered."""
     if not paths:
         raise ResultsError("no run folder given; pass one or more, e.g. reports/runs/<run-id>")
     runs = [load_frame(p) for p in paths]
@@ -62,4 +65,20 @@ def load_report_input(paths: Sequence[str | Path], *, title: str | None = None) 
         runs = [RunFrame(f"{r.label} ({i + 1})", r.frame, r.meta, r.path) if labels.count(r.label)
                 > 1 else r for i, r in enumerate(runs)]
     comparisons = tuple(compare(runs[0], run) for run in runs[1:])
-    return ReportInput(runs=tuple(runs), comparisons=comparisons, title=title)
+    if question is None:
+        question = next((q for q in map(question_from_meta, (r.meta for r in runs)) if q), None)
+    return ReportInput(runs=tuple(runs), comparisons=comparisons, title=title,
+                       question=question)
+
+
+def question_from_meta(meta: Mapping[str, Any]) -> Question | None:
+    """The question of the first suite of a run that has a `[decide]` table (run.json keeps
+    each suite's, as validated when it was loaded)."""
+    for suite in meta.get("suites") or []:
+        table = suite.get("decide") if isinstance(suite, Mapping) else None
+        if table:
+            return Question(objective=table.get("objective", "median_ms"),
+                            constraints=tuple(table.get("constraints") or ()),
+                            top=int(table.get("top", 5)),
+                            confidence=float(table.get("confidence", 0.95)))
+    return None

@@ -109,6 +109,20 @@ def _comparison(comparison: ComparisonData) -> list[str]:
     return lines
 
 
+def _recommendation(report: ReportInput) -> list[str]:
+    """The answer to the report's question, when it has one with constraints."""
+    question = report.question
+    if question is None or not question.constraints:
+        return []
+    from bench.decide import DecideError, decide
+    from bench.decide.render import to_markdown
+
+    try:
+        return ["", to_markdown(decide(report.frame, question)).rstrip()]
+    except DecideError as exc:
+        return ["", f"**No recommendation:** {md(exc)}"]
+
+
 def render_markdown(report: ReportInput) -> str:
     lines = [f"## archbench: {md(report.display_title)}", ""]
     for run in report.runs:
@@ -118,6 +132,7 @@ def render_markdown(report: ReportInput) -> str:
         env = _env_line(run)
         if env:
             lines.append(f"  - {env}")
+    lines += _recommendation(report)
     frame = report.frame
     noisy = noisy_cases(frame)
     if not noisy.empty:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.decide import Question
 from bench.report.chart_data import latest_per_case
 
 
@@ -54,6 +55,9 @@ class ReportInput:
     runs: tuple[RunFrame, ...]
     comparisons: tuple[ComparisonData, ...] = ()
     title: str | None = None
+    #: The architect's question (`archbench best`): with constraints, the report opens with
+    #: its answer.
+    question: Question | None = None
 
     @cached_property
     def frame(self) -> pd.DataFrame:

@@ -30,6 +30,7 @@ from pydantic import (
 
 from bench.errors import SpecError, did_you_mean, one_of
 from bench.suite import axes, footprint, models
+from bench.suite.question import Question, QuestionError, split_constraint
 from bench.suite.spec import SETTINGS_KEYS, Case, Settings, Suite
 
 
@@ -96,10 +97,21 @@ class SweepBlock(_Strict):
     settings: dict[str, Any] = {}
 
 
+class DecideTable(_Strict):
+    """`[decide]`: the question `archbench run` answers at its end (see `archbench best`)."""
+
+    objective: Literal["median_ms", "p99_ms", "throughput", "energy_per_item",
+                       "peak_memory"] = "median_ms"
+    constraints: list[StrictStr] = []
+    top: Annotated[int, Field(ge=1)] = 5
+    confidence: Annotated[StrictFloat, Field(ge=0.5, lt=1)] = 0.95
+
+
 class SuiteFile(_Strict):
     suite: SuiteHeader
     settings: dict[str, Any] = {}
     sweep: Annotated[list[SweepBlock], Field(min_length=1)]
+    decide: DecideTable | None = None
 
 
 #: The axes of a sweep block, in the order cases are expanded (last varies fastest).
@@ -160,7 +172,21 @@ def load(path: str | Path, *, axis_overrides: Mapping[str, Sequence[Any]] | None
         cases=_unique_names(list(unique.values())),
         description=parsed.suite.description,
         duplicates_dropped=len(cases) - len(unique),
+        decide=_question(parsed.decide, file=file),
     )
+
+
+def _question(table: DecideTable | None, *, file: str) -> Question | None:
+    """The `[decide]` table as a Question, each constraint's syntax and unit checked now (that
+    the run collects its metric is known only once it has run)."""
+    if table is None:
+        return None
+    for index, text in enumerate(table.constraints):
+        try:
+            split_constraint(text)
+        except QuestionError as exc:
+            raise SpecError(str(exc), file=file, key=f"decide.constraints[{index}]") from None
+    return Question(table.objective, tuple(table.constraints), table.top, table.confidence)
 
 
 # ---- one case outside a file (the pytest fixture) --------------------------------------------
@@ -466,7 +492,7 @@ def _key_path(loc: Sequence[Any], prefix: str) -> str:
 
 
 _NESTED: dict[str, type[BaseModel]] = {"suite": SuiteHeader, "sweep": SweepBlock,
-                                       "prune": PruneEntry}
+                                       "prune": PruneEntry, "decide": DecideTable}
 
 
 def _allowed_keys(loc: Sequence[Any]) -> list[str]:

@@ -19,6 +19,7 @@ from pydantic import ConfigDict, Field
 
 from bench.suite import models
 from bench.suite.axes import Prune
+from bench.suite.question import Question
 
 #: Bump when the canonical form changes, so old ids never alias new meanings.
 CASE_ID_VERSION = 1
@@ -231,7 +232,12 @@ class Suite:
     description: str = ""
     #: Cases dropped because an earlier block already produced the same case id.
     duplicates_dropped: int = 0
+    #: The question its `[decide]` table asks, answered at the end of a run.
+    decide: Question | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "path": self.path, "content_sha256": self.content_sha256,
-                "description": self.description, "cases": len(self.cases)}
+        out = {"name": self.name, "path": self.path, "content_sha256": self.content_sha256,
+               "description": self.description, "cases": len(self.cases)}
+        if self.decide is not None:
+            out["decide"] = self.decide.to_dict()
+        return out

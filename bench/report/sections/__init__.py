@@ -10,25 +10,27 @@ from bench.report.model import ReportInput, Section
 from bench.report.sections import (
     comparison,
     distributions,
-    pareto,
     profile,
+    recommendation,
     resources,
     scaling,
     summary,
     table,
+    tradeoffs,
     transforms,
 )
 
 SectionBuilder = Callable[[ReportInput], Section | None]
 
 SECTION_BUILDERS: tuple[SectionBuilder, ...] = (
+    recommendation.build,
     summary.build,
     comparison.build,
     table.build,
     scaling.build,
     transforms.build_pruning,
     transforms.build_precision,
-    pareto.build,
+    tradeoffs.build,
     resources.build,
     profile.build,
     distributions.build,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.decide.metrics import with_derived
 from bench.report.chart_data import achieved_flops_s, is_flagged, present
 from bench.report.model import Html, ReportInput, Section
 from bench.report.style import STATUS_COLOURS, attr, esc, fmt, is_number, si
@@ -25,6 +26,9 @@ class Column:
     source: str
     show: Callable[[Any], str]
     numeric: bool = True
+    #: Shown until the reader picks otherwise: what "which configuration, how fast, how
+    #: faithful, how big" needs; the rest waits behind the column picker.
+    default: bool = True
 
 
 def _bytes_mib(value: Any) -> str:
@@ -45,45 +49,48 @@ def _count(value: Any) -> str:
 
 #: Shown when the frame has them (any value), in this order.
 COLUMNS: tuple[Column, ...] = (
-    Column("sweep", "sweep", _text, False),
+    Column("sweep", "sweep", _text, False, default=False),
     Column("model", "model", _text, False),
     Column("depth", "depth", _count),
     Column("width", "width", _count),
-    Column("activation", "activation", _text, False),
+    Column("activation", "activation", _text, False, default=False),
     Column("batch", "batch_size", _count),
     Column("precision", "precision", _text, False),
     Column("device", "device", _text, False),
     Column("pruning", "_prune", _text, False),
-    Column("compile", "compile", _text, False),
-    Column("mode", "mode", _text, False),
+    Column("compile", "compile", _text, False, default=False),
+    Column("mode", "mode", _text, False, default=False),
     Column("median (ms)", "median_ms", fmt),
     Column("CI ± (%)", "ci_rel", _percent),
-    Column("IQR (ms)", "iqr_ms", fmt),
+    Column("IQR (ms)", "iqr_ms", fmt, default=False),
     Column("p99 (ms)", "p99_ms", fmt),
-    Column("noise (%)", "noise", _percent),
+    Column("noise (%)", "noise", _percent, default=False),
     Column("throughput (items/s)", "throughput_items_s", fmt),
-    Column("samples", "n_samples", _count),
-    Column("first call (ms)", "first_call_ms", fmt),
+    Column("samples", "n_samples", _count, default=False),
+    Column("first call (ms)", "first_call_ms", fmt, default=False),
     Column("params", "params_total", si),
-    Column("non-zero params", "params_nonzero", si),
-    Column("weights (MiB)", "weight_bytes", _bytes_mib),
-    Column("FLOPs/item", "flops_per_item", si),
-    Column("achieved (FLOP/s)", "_achieved_flops_s", si),
-    Column("sparsity (%)", "prune_sparsity", _percent),
+    Column("non-zero params", "params_nonzero", si, default=False),
+    Column("weights (MiB)", "weight_bytes", _bytes_mib, default=False),
+    Column("FLOPs/item", "flops_per_item", si, default=False),
+    Column("achieved (FLOP/s)", "_achieved_flops_s", si, default=False),
+    Column("sparsity (%)", "prune_sparsity", _percent, default=False),
     Column("fidelity rel. L2", "fidelity_rel_l2", fmt),
     Column("top-1 agreement (%)", "fidelity_top1_agreement", _percent),
-    Column("peak RSS timed (MiB)", "peak_rss_timed_bytes", _bytes_mib),
+    Column("above runtime (MiB)", "memory_above_runtime_bytes", _bytes_mib),
+    Column("peak RSS (MiB)", "peak_rss_bytes", _bytes_mib),
+    Column("peak RSS timed (MiB)", "peak_rss_timed_bytes", _bytes_mib, default=False),
     Column("CUDA max alloc. timed (MiB)", "cuda_max_allocated_timed_bytes", _bytes_mib),
-    Column("GPU util. mean (%)", "gpu_util_mean_pct", fmt),
-    Column("power mean (W)", "power_mean_w", fmt),
+    Column("GPU util. mean (%)", "gpu_util_mean_pct", fmt, default=False),
+    Column("power mean (W)", "power_mean_w", fmt, default=False),
     Column("energy/item (J)", "energy_per_item_j", fmt),
-    Column("run time (s)", "duration_s", fmt),
+    Column("run time (s)", "duration_s", fmt, default=False),
 )
 
 
 def table_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame with the derived columns the table shows (pruning label, FLOP/s)."""
-    out = frame.copy()
+    """The frame with the derived columns the table shows (pruning label, FLOP/s, memory
+    above the runtime)."""
+    out = with_derived(frame)
     if "prune_method" in out.columns:
         ratio = out.get("prune_ratio", pd.Series(0.0, index=out.index))
         out["_prune"] = [
@@ -111,6 +118,7 @@ def results_table(frame: pd.DataFrame, *, show_run: bool) -> str:
         head.insert(0, "<th data-type=text>run</th>")
     head += [f"<th data-type={'num' if c.numeric else 'text'}>{esc(c.header)}</th>"
              for c in columns]
+    first = len(head) - len(columns) + 1  # nth-child position of the first picked column
     head.append("<th data-type=text>reason / warnings</th>")
     body = []
     for row in data.to_dict("records"):
@@ -142,10 +150,22 @@ def results_table(frame: pd.DataFrame, *, show_run: bool) -> str:
         f'<select id="results-status" aria-label="status"><option value="">every status'
         f"</option>{options}</select>"
         '<label><input type="checkbox" id="results-noisy"> noisy only</label>'
-        '<span id="results-count" class="muted"></span></div>')
+        '<span id="results-count" class="muted"></span>'
+        f"{_column_picker(columns, first)}</div>")
     return (f'{tools}<div class="table-wrap"><table id="results-table" class="results">'
             f"<thead><tr>{''.join(head)}</tr></thead><tbody>{''.join(body)}</tbody></table>"
             "</div>")
+
+
+def _column_picker(columns: list[Column], first: int) -> str:
+    """A checkbox per column; unchecked ones are hidden (by the page's script)."""
+    boxes = "".join(
+        f'<label><input type="checkbox" data-pos="{first + i}"'
+        f'{" checked" if c.default else ""}> {esc(c.header)}</label>'
+        for i, c in enumerate(columns))
+    shown = sum(c.default for c in columns)
+    return (f'<details class="col-picker"><summary>columns ({shown} of {len(columns)} shown)'
+            f'</summary><div class="col-boxes">{boxes}</div></details>')
 
 
 def build(report: ReportInput) -> Section | None:

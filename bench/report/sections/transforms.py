@@ -69,6 +69,11 @@ def _line_groups(rows: pd.DataFrame, exclude: tuple[str, ...]) -> Any:
     return rows.groupby(row_keys(rows, with_run_key(columns, rows)), sort=False)
 
 
+#: Per precision within a pruning chart (the colour is the method's).
+DASHES = ("solid", "dash", "dot", "dashdot")
+SYMBOLS = ("circle", "square", "triangle-up", "diamond")
+
+
 def pruning_chart(pruned: pd.DataFrame, metric: str, y_title: str, key: str, *,
                   log_y: bool = False) -> Chart:
     """One trace per method holding all its lines (one per pruned architecture), split by
@@ -81,19 +86,25 @@ def pruning_chart(pruned: pd.DataFrame, metric: str, y_title: str, key: str, *,
     value = numeric(pruned, metric)
     low = (value - numeric(pruned, "speedup_low")).clip(lower=0).fillna(0)
     high = (numeric(pruned, "speedup_high") - value).clip(lower=0).fillna(0)
-    traces: dict[str, dict[str, list[Any]]] = {}
+    traces: dict[tuple[str, str], dict[str, list[Any]]] = {}
+    # precisions of one method get a symbol each and a small sideways nudge, so fp32 and bf16
+    # at the same ratio do not hide each other
+    precisions = sorted(pruned["precision"].astype(str).unique()) if "precision" in pruned \
+        else ["fp32"]
     for _, line in _line_groups(pruned, ("prune_ratio",)):
         index = ratio[line.index].sort_values(kind="stable").index
         method = str(pruned.at[index[0], "prune_method"])
+        precision = str(pruned.at[index[0], "precision"]) if "precision" in pruned else "fp32"
+        nudge = 0.008 * (precisions.index(precision) - (len(precisions) - 1) / 2)
         arch = label(records[index[0]], architecture) if architecture else "the model"
-        trace = traces.setdefault(method, {"x": [], "y": [], "hover": [], "low": [],
-                                           "high": []})
+        trace = traces.setdefault((method, precision), {"x": [], "y": [], "hover": [],
+                                                        "low": [], "high": []})
         if trace["x"]:  # a gap between two architectures' lines
             for part, gap in (("x", None), ("y", None), ("hover", ""), ("low", 0), ("high", 0)):
                 trace[part].append(gap)
         for i in index:
             r = records[i]
-            trace["x"].append(float(ratio[i]))
+            trace["x"].append(float(ratio[i]) + nudge)
             trace["y"].append(float(value[i]))
             trace["low"].append(float(low[i]))
             trace["high"].append(float(high[i]))
@@ -101,20 +112,24 @@ def pruning_chart(pruned: pd.DataFrame, metric: str, y_title: str, key: str, *,
                 r, f"{esc(method)} {pct(r.get('prune_ratio'))} of {esc(arch)}",
                 f"speed-up ×{fmt(r.get('speedup'), 3)} vs {esc(r.get('ref_name'))} "
                 f"({fmt(r.get('ref_median_ms'))} ms)", _fidelity_line(r), _sparsity_line(r)))
-    for method in [m for m in PRUNE_ORDER if m in traces] + sorted(set(traces) -
-                                                                   set(PRUNE_ORDER)):
-        trace = traces[method]
+    order = {m: i for i, m in enumerate(PRUNE_ORDER)}
+    for method, precision in sorted(traces, key=lambda k: (order.get(k[0], 99), k)):
+        trace = traces[(method, precision)]
         error = ({"type": "data", "symmetric": False, "array": trace["high"],
                   "arrayminus": trace["low"], "thickness": 1, "width": 3}
                  if metric == "speedup" else None)
+        name = f"{method} · {precision}" if len(precisions) > 1 else method
         fig.add_trace(go.Scatter(
             x=trace["x"], y=trace["y"], mode="lines+markers", connectgaps=False,
-            name=esc(method), line={"color": colour_for(method, PRUNE_COLOURS)},
+            name=esc(name), line={"color": colour_for(method, PRUNE_COLOURS),
+                                  "dash": DASHES[precisions.index(precision) % len(DASHES)]},
+            marker={"symbol": SYMBOLS[precisions.index(precision) % len(SYMBOLS)], "size": 8},
             error_y=error, hovertext=trace["hover"], hoverinfo="text"))
-    new_figure(f"Pruning: {y_title} against pruning ratio, one line per method",
+    new_figure(f"Pruning: {y_title} against pruning ratio, one line per method"
+               + (" and precision" if len(precisions) > 1 else ""),
                "pruning ratio (share of weights or channels removed, %)", y_title, fig=fig,
                legend={"title": {"text": "method"}})
-    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    fig.update_xaxes(range=[-0.03, 1.0], tickformat=".0%")
     if metric == "speedup":
         add_line(fig, y=1.0, text="1× = no faster than unpruned")
     if log_y:
@@ -156,22 +171,29 @@ def masked_note(summary: dict[str, dict[str, float]]) -> str:
 
 def precision_chart(rows: pd.DataFrame, metric: str, y_title: str, key: str, *,
                     log_y: bool = False) -> Chart:
+    """A box of cases per precision (and device, where there are several): the precision is
+    on the axis, not only in the legend."""
     fig = go.Figure()
+    several_devices = "device" in rows and rows["device"].astype(str).nunique() > 1
     for precision in sorted(rows["precision"].astype(str).unique()):
         subset = rows[rows["precision"].astype(str) == precision]
         values = numeric(subset, metric)
         if values.notna().sum() == 0:
             continue
         records = subset.to_dict("records")
+        where = (precision + " · " + subset["device"].astype(str) if several_devices
+                 else pd.Series(precision, index=subset.index))
         fig.add_trace(go.Box(
-            x=subset["device"].astype(str).map(esc), y=values, name=esc(precision),
+            x=where.map(esc), y=values, name=esc(precision),
             marker={"color": colour_for(precision, PRECISION_COLOURS)},
             boxpoints="all", jitter=0.3, pointpos=0, hoveron="points",
             hovertext=[hover(r, f"speed-up ×{fmt(r.get('speedup'), 3)} vs "
                                 f"{esc(r.get('ref_name'))}", _fidelity_line(r))
                        for r in records], hoverinfo="text"))
-    new_figure(f"Precision: {y_title} per precision and device", "device", y_title, fig=fig,
-               boxmode="group", legend={"title": {"text": "precision"}})
+    new_figure(f"Precision: {y_title} per precision" + (" and device" if several_devices
+                                                         else ""),
+               "precision · device" if several_devices else "precision", y_title, fig=fig,
+               legend={"title": {"text": "precision"}})
     if metric == "speedup":
         add_line(fig, y=1.0, text="1× = as fast as fp32")
     if log_y:
