@@ -207,7 +207,7 @@ def probe_torch(backend: Backend) -> dict[str, Any]:
 
 # ---- run folder -----------------------------------------------------------------------------
 def _prepare_run_dir(suites: Sequence[Suite], options: RunOptions) -> tuple[Path, RunFolderLock]:
-    """The run folder, created and locked for this process (see `bench.runlock`)."""
+    """The run folder, created and locked for this process (see `bench.results.lock`)."""
     if options.resume:
         if options.out is None:
             raise BenchError("--resume needs --out RUN_DIR: the run folder to continue")
@@ -218,12 +218,16 @@ def _prepare_run_dir(suites: Sequence[Suite], options: RunOptions) -> tuple[Path
             raise FileProblem(f"--out {options.out} is a file, not a folder; choose a folder "
                               "(a new one, or a run folder with --resume)",
                               path=str(options.out))
+        # Checked before locking (no lock file is left in someone's folder) and again after
+        # (a run that started at the same moment may have written it meanwhile).
+        _refuse_if_used(options.out)
         options.out.mkdir(parents=True, exist_ok=True)
         lock = RunFolderLock(options.out).acquire()
-        if any(p.name != LOCK_FILE for p in options.out.iterdir()):
+        try:
+            _refuse_if_used(options.out)
+        except BenchError:
             lock.release()
-            raise BenchError(f"{options.out} already holds files; add --resume to continue that "
-                             "run, or choose a new --out")
+            raise
         return options.out, lock
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = DEFAULT_RUNS_DIR / f"{stamp}-{suites[0].name if suites else 'run'}"
@@ -236,6 +240,12 @@ def _prepare_run_dir(suites: Sequence[Suite], options: RunOptions) -> tuple[Path
             run_dir = base.with_name(f"{base.name}-{n}")
             continue
         return run_dir, RunFolderLock(run_dir).acquire()
+
+
+def _refuse_if_used(out: Path) -> None:
+    if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()):
+        raise BenchError(f"{out} already holds files; add --resume to continue that run, or "
+                         "choose a new --out")
 
 
 def _run_meta(run_dir: Path, suites: Sequence[Suite], cases: Sequence[Case],
