@@ -241,7 +241,13 @@ def records(run_dir: Path) -> list[str]:
 def check_records(tally: Tally, run_dir: Path, before: list[str], what: str,
                   expected: int | None = None) -> None:
     lines = records(run_dir)
-    keys = [(json.loads(x)["case_id"], json.loads(x)["repeat"]) for x in lines]
+    keys = []
+    for line in lines:
+        try:
+            data = json.loads(line)
+            keys.append((data["case_id"], data["repeat"]))
+        except (ValueError, KeyError, TypeError):
+            tally.bad("torn_record_left", f"{what}: {line[:80]}")
     if len(keys) != len(set(keys)):
         tally.bad("duplicate_records", f"{what}: {keys}")
     missing = [x for x in before if x not in lines]
