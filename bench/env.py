@@ -22,7 +22,8 @@ from typing import Any
 import psutil
 
 #: Keys whose values must agree for two runs to be compared (see bench.gate.compare).
-FINGERPRINT_KEYS = ("cpu_model", "gpus", "torch_version", "cuda_version", "threads")
+#: `counter`: what counted instructions ("callgrind 3.19.0 isa=sse4.2"), on counted runs.
+FINGERPRINT_KEYS = ("cpu_model", "gpus", "torch_version", "cuda_version", "threads", "counter")
 
 
 def host_info(cwd: str | Path | None = None) -> dict[str, Any]:
@@ -54,6 +55,8 @@ def host_info(cwd: str | Path | None = None) -> dict[str, Any]:
 def fingerprint(env: Mapping[str, Any]) -> dict[str, Any]:
     """The comparable subset; `gpus` reduced to names so serial numbers do not differ."""
     out = {key: env.get(key) for key in FINGERPRINT_KEYS}
+    if out["counter"] is None:  # timed runs: the same fingerprint (and hash) as before counting
+        del out["counter"]
     out["gpus"] = sorted(g.get("name", "") for g in env.get("gpus") or [])
     return out
 

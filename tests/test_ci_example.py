@@ -112,3 +112,23 @@ def test_tox_envs_run_the_suite_and_compare():
     assert "archbench run examples/ci/suite.toml --out {envtmpdir}/run" in gate
     assert "archbench compare {posargs:main} {envtmpdir}/run --threshold 5%" in gate
     assert "archbench baseline save {envtmpdir}/run --name main" in save
+
+
+def test_counted_job_counts_the_same_suite_into_its_own_baseline():
+    workflow = load_workflow()
+    job = workflow["jobs"]["counts"]
+    steps = {s.get("name"): s for s in job["steps"]}
+    assert "valgrind" in steps["Install"]["run"]
+    assert "--measure instructions" in steps["Count the suite"]["run"]
+    assert "--set repeats=1" in steps["Count the suite"]["run"]
+    assert "main-counts" in steps["Compare with main"]["run"]
+    assert "--name main-counts" in steps["Save the baseline"]["run"]
+    restore = steps["Restore the main branch's counts"]
+    store = steps["Store the baseline in the cache"]
+    assert store["with"]["key"].startswith(restore["with"]["restore-keys"])
+    timed = step(workflow, "Store the baseline in the cache")["with"]["key"]
+    assert not timed.startswith(restore["with"]["restore-keys"])  # caches do not mix
+    # the suite the timed job runs can be counted as it is (one thread, CPU only)
+    suite = suite_file.load(ROOT / workflow["env"]["SUITE"],
+                            settings_overrides={"measure": "instructions", "repeats": 1})
+    assert all(c.settings.counted for c in suite.cases)

@@ -48,6 +48,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--profile", action="store_true",
                         help="after timing each case, run torch.profiler over a few calls: top "
                              "operators in the record, a Chrome trace in RUN_DIR/traces/")
+    parser.add_argument("--measure", choices=("time", "instructions"),
+                        help="time the cases (default) or count their instructions under "
+                             "callgrind: CPU cases, one thread, repeatable to hundredths of a "
+                             "percent on a loaded machine (the same as --set "
+                             "measure=instructions)")
     parser.add_argument("--no-report", action="store_true",
                         help="do not draw RUN_DIR/report.html at the end")
     parser.set_defaults(handler=handle)
@@ -58,6 +63,8 @@ def handle(args: argparse.Namespace) -> int:
 
     if args.profile:
         args.settings = [*args.settings, "profile=true"]
+    if args.measure:
+        args.settings = [*args.settings, f'measure="{args.measure}"']
     suites, cases = load_suites(args)
     options = RunOptions(out=args.out, isolation=args.isolation, resume=args.resume,
                          command=["archbench", *sys.argv[1:]])
@@ -150,6 +157,12 @@ def describe(record: Record) -> str:
     if record.status != "ok":
         reason = (record.reason or "").splitlines()[0] if record.reason else ""
         return f"{record.status}: {reason}"
+    per_call = record.metrics.get("instructions_per_call")
+    if isinstance(per_call, (int, float)):
+        spread = record.metrics.get("instructions_spread_pct")
+        spread_text = f", spread {spread:.3g}%" if isinstance(spread, (int, float)) else ""
+        samples_n = len((record.info.get("counting") or {}).get("samples") or [])
+        return f"{per_call:,.0f} instructions/call ({samples_n} samples{spread_text})"
     timing = record.timing or {}
     samples = sorted(timing.get("samples_ns") or [])
     if not samples:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +25,7 @@ from bench import env
 from bench._version import __version__
 from bench.collectors import peaks_cache
 from bench.engine.backends import backend_for
+from bench.engine.counting import CountingWorker, counter_label, perf_instructions
 from bench.engine.outcome import Backend
 from bench.engine.record import make_record
 from bench.engine.sampling import CaseSampling
@@ -254,6 +255,11 @@ def _run_meta(run_dir: Path, suites: Sequence[Suite], cases: Sequence[Case],
     host = env.host_info()
     torch_side = probe_torch(backend)
     environment = {**host, **torch_side, "threads": _threads(cases, torch_side)}
+    counters = sorted({counter_label(c.settings.count_isa) for c in cases
+                       if c.settings.counted})
+    if counters:  # in the fingerprint: counts from another valgrind or ISA do not compare
+        environment["counter"] = counters[0] if len(counters) == 1 else "mixed"
+        environment["perf_instructions"] = perf_instructions()
     return {
         "schema_version": 1,
         "run_id": previous.get("run_id", run_dir.name),
@@ -276,7 +282,8 @@ def _threads(cases: Sequence[Case], torch_side: dict[str, Any]) -> int | str | N
     """The thread count the run used: one number, or "mixed" when cases set different ones."""
     if not cases:  # a session whose cases arrive later (the pytest fixture): torch's default
         return torch_side.get("default_threads")
-    counts = {c.settings.threads or torch_side.get("default_threads") for c in cases}
+    counts = {c.settings.for_counting().threads or torch_side.get("default_threads")
+              for c in cases}
     return counts.pop() if len(counts) == 1 else "mixed"
 
 
@@ -336,6 +343,8 @@ class RunSession:
         self.search_path = _search_path(suites)
         self.calibrations = peaks_cache.Index(self.meta["env"])
         self.records: list[Record] = []
+        #: Counting workers by `count_isa`, started when the first counted case comes.
+        self.counting: dict[str, CountingWorker] = {}
         (self.run_dir / "logs").mkdir(exist_ok=True)
 
     @property
@@ -363,9 +372,17 @@ class RunSession:
         return todo
 
     def run_case(self, case: Case, repeat: int = 0) -> Record:
-        """Measure one repeat of a case in a worker and store its record."""
-        record = run_case(case, self.backend, self.run_id, search_path=self.search_path,
-                          log_dir=self.run_dir / "logs" if self.backend.name != "inline"
+        """Measure one repeat of a case in a worker and store its record. A counted case
+        (measure = "instructions") goes to the run's counting worker, whatever the
+        isolation, with the settings it is counted with."""
+        backend = self.backend
+        if case.settings.counted:
+            case = replace(case, settings=case.settings.for_counting())
+            isa = case.settings.count_isa
+            backend = self.counting.get(isa) or self.counting.setdefault(isa,
+                                                                         CountingWorker(isa))
+        record = run_case(case, backend, self.run_id, search_path=self.search_path,
+                          log_dir=self.run_dir / "logs" if backend.name != "inline"
                           else None, run_dir=self.run_dir, calibrations=self.calibrations,
                           repeat=repeat)
         self.append(record)
@@ -405,6 +422,8 @@ class RunSession:
                 raise
         finally:
             try:
+                for worker in self.counting.values():
+                    worker.close()
                 self.backend.close()
             finally:
                 self.lock.release()

@@ -229,7 +229,8 @@ def env_mismatch(baseline: Mapping[str, Any] | None,
     if baseline is None or candidate is None:
         return None
     a, b = fingerprint(baseline), fingerprint(candidate)
-    out = {k: {"baseline": a[k], "candidate": b[k]} for k in FINGERPRINT_KEYS if a[k] != b[k]}
+    out = {k: {"baseline": a.get(k), "candidate": b.get(k)} for k in FINGERPRINT_KEYS
+           if a.get(k) != b.get(k)}
     return out or None
 
 
@@ -388,8 +389,29 @@ def _metric_verdicts(b: Record, c: Record, options: CompareOptions) -> list[Metr
         threshold = threshold_for(spec, c.name, c.case_id, options.thresholds)
         if threshold is None:
             continue
-        out.append(_scalar_verdict(spec, c, xb, xc, threshold))
+        row = _scalar_verdict(spec, c, xb, xc, threshold)
+        out.append(_counts_verdict(row, b, c) if spec.kind == "counts" else row)
     return out
+
+
+def _counts_verdict(row: MetricVerdict, b: Record, c: Record) -> MetricVerdict:
+    """Instruction counts: the verdict is the change against the tolerance, as for any
+    near-deterministic metric; the samples' spread (max - min over the median) is reported,
+    and a change no larger than the spread cannot be told from it (`inconclusive`)."""
+    spreads = [_number(r.metrics.get("instructions_spread_pct")) for r in (b, c)]
+    counts = [len(((r.info.get("counting") or {}).get("samples")) or []) or None for r in (b, c)]
+    known = [x for x in spreads if x is not None]
+    note = row.note
+    if known:
+        text = "samples spread " + " / ".join("?" if x is None else f"{x:.3g}%" for x in spreads)
+        note = f"{note}; {text}" if note else text
+        if (row.verdict in ("regression", "improvement") and row.delta_pct is not None
+                and abs(row.delta_pct) <= max(known)):
+            return replace(row, verdict="inconclusive", n_baseline=counts[0],
+                           n_candidate=counts[1],
+                           note=f"{note}: the change is within the samples' own spread "
+                                "(counts that do not repeat: threads, a nondeterministic model?)")
+    return replace(row, note=note, n_baseline=counts[0], n_candidate=counts[1])
 
 
 def _scalar_verdict(spec: MetricSpec, c: Record, xb: float, xc: float,

@@ -25,7 +25,8 @@ def headline(comparison: Comparison) -> str:
 
 def settings_line(comparison: Comparison) -> str:
     correction = {"holm": "Holm", "bh": "Benjamini–Hochberg"}[comparison.correction]
-    rules = ", ".join(comparison.thresholds) or "defaults (timing 5%, memory 10%, exact 0)"
+    rules = ", ".join(comparison.thresholds) or ("defaults (timing 5%, memory 10%, exact 0, "
+                                                 "counts 0.5%)")
     tests = {v.test for v in comparison.verdicts if v.kind == "timing"}
     names = {"repeats": "Welch t on log per-repeat medians",
              "samples": "one-sided Mann–Whitney U on the samples"}
@@ -57,10 +58,10 @@ def env_lines(comparison: Comparison) -> list[str]:
 
 
 def rows(comparison: Comparison, *, everything: bool = False) -> list[MetricVerdict]:
-    """Rows to show: all timing rows and every non-`same` row (or all, with `everything`),
-    regressions first, then by case order."""
+    """Rows to show: all timing and instruction-count rows and every non-`same` row (or all,
+    with `everything`), regressions first, then by case order."""
     chosen = [v for v in comparison.verdicts
-              if everything or v.kind == "timing" or v.verdict != "same"]
+              if everything or v.kind in ("timing", "counts") or v.verdict != "same"]
     index = {id(v): i for i, v in enumerate(comparison.verdicts)}
     return sorted(chosen, key=lambda v: (ORDER[v.verdict], index[id(v)]))
 
@@ -92,7 +93,10 @@ def human_bytes(number: float) -> str:
 
 
 def pct(number: float | None) -> str:
-    return "" if number is None else f"{number:+.1f}%"
+    """One decimal, two under 1% (instruction counts move by hundredths)."""
+    if number is None:
+        return ""
+    return f"{number:+.2f}%" if abs(number) < 1 else f"{number:+.1f}%"
 
 
 def interval(low: float | None, high: float | None) -> str:

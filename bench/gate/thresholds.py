@@ -12,13 +12,17 @@ Every gated metric has a kind, which fixes how a change is judged:
   tolerance.
 - `fidelity`: errors against the fp32 reference; an absolute tolerance, since a relative
   change of an error near zero means nothing.
+- `counts`: instructions counted under callgrind (measure = "instructions"). They repeat to
+  hundredths of a percent whatever the machine's load, so no test is needed: the change
+  against a small relative tolerance (default 0.5%) is the verdict; the samples' spread is
+  reported.
 
 Threshold specs (CLI `--threshold`, pytest `--archbench-fail`), comma-separated, later rules
 winning::
 
     5%                     the timing threshold (median_ms)
     median_ms=3%           one metric
-    memory=20%             every metric of a kind (timing, exact, memory, fidelity)
+    memory=20%             every metric of a kind (timing, exact, memory, fidelity, counts)
     cnn-*:median_ms=10%    only cases whose name matches the glob (or whose case_id is it)
     fidelity_rel_l2=0.01   an absolute tolerance (fidelity metrics take no %)
     params_total=off       do not gate this metric
@@ -40,7 +44,7 @@ THRESHOLD_HELP = ('how far a metric may move: "5%%" (timing), "median_ms=3%%", "
                   '"cnn-*:median_ms=10%%", "fidelity_rel_l2=0.01", "params_total=off"; '
                   "comma-separate or repeat, later rules win")
 
-KINDS = ("timing", "exact", "memory", "fidelity")
+KINDS = ("timing", "exact", "memory", "fidelity", "counts")
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,10 @@ for _name in ("peak_rss_bytes", "peak_rss_timed_bytes", "ru_maxrss_bytes",
                 for phase in ("build", "warmup", "timed")),
               "nvml_process_used_bytes"):
     register_metric(MetricSpec(_name, "memory", 10.0))
+#: Per call only: per item is the same number divided by the batch, and would be a second
+#: verdict for one change.
+COUNT_METRIC = "instructions_per_call"
+register_metric(MetricSpec(COUNT_METRIC, "counts", 0.5))
 register_metric(MetricSpec("fidelity_rel_l2", "fidelity", 1e-3))
 register_metric(MetricSpec("fidelity_max_abs", "fidelity", 1e-2))
 register_metric(MetricSpec("fidelity_cosine", "fidelity", 1e-4, lower_is_better=False))

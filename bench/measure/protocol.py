@@ -51,9 +51,10 @@ class Phase:
 
 @dataclass(frozen=True)
 class Done:
-    """The case measured: its timing (raw samples; see `bench.measure.timing`) and findings."""
+    """The case measured: its timing (raw samples; see `bench.measure.timing`) and findings.
+    A counted case (measure = "instructions") has no timing: its counts are findings."""
 
-    timing: dict[str, Any]
+    timing: dict[str, Any] | None
     findings: Findings
 
 
@@ -64,6 +65,18 @@ class Failed:
     status: Status
     message: str
     traceback: str | None = None
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The counting worker has imported torch under valgrind and takes cases
+    (`bench.measure.counting_worker`); `error` says why it cannot count, if it cannot."""
+
+    pid: int
+    under_valgrind: bool
+    threads: int
+    start_s: float
+    error: str | None = None
 
 
 Final = Done | Failed

@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -35,6 +35,9 @@ from bench.measure.timing import TimingResult, measure
 from bench.measure.transforms.precision import tf32_flags
 from bench.plain import plain
 
+if TYPE_CHECKING:
+    from bench.measure.counting import Dumps
+
 
 def worker_main(job: WorkerJob, conn: Any) -> None:
     """Entry point of a worker process."""
@@ -44,7 +47,7 @@ def worker_main(job: WorkerJob, conn: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     lifeline.die_with_parent()
     if job.log_path:
-        _redirect_output(job.log_path)
+        redirect_output(job.log_path)
     # The parent enforces the case timeout; should it stop doing so (stopped, or gone where
     # the kernel cannot tell us), this C thread ends the worker anyway, leaving its stack in
     # the log. It needs no GIL, so a case stuck in native code cannot hold it off.
@@ -57,14 +60,16 @@ def worker_main(job: WorkerJob, conn: Any) -> None:
         conn.close()
 
 
-def run_case(job: WorkerJob, send: Send, prebuilt: Prebuilt | None = None) -> None:
+def run_case(job: WorkerJob, send: Send, prebuilt: Prebuilt | None = None,
+             counter: Dumps | None = None) -> None:
     """Run one case and send exactly one final message; used inline and in workers.
 
     `prebuilt` (a model and its input) replaces the build step: the pytest fixture measures
-    a module the caller already holds, through the same stages as a suite case.
+    a module the caller already holds, through the same stages as a suite case. `counter`
+    is the counting worker's callgrind access, for cases with measure = "instructions".
     """
     try:
-        timing, findings = execute(job, send, prebuilt)
+        timing, findings = execute(job, send, prebuilt, counter)
     except UnsupportedCase as exc:
         send(Failed("unsupported", str(exc)))
     except BaseException as exc:
@@ -73,7 +78,7 @@ def run_case(job: WorkerJob, send: Send, prebuilt: Prebuilt | None = None) -> No
         message = str(exc) if isinstance(exc, BuildError) else f"{type(exc).__name__}: {exc}"
         send(Failed("oom" if is_oom(exc) else "failed", message, traceback.format_exc()))
     else:
-        send(Done(timing=plain(timing.to_dict()),
+        send(Done(timing=plain(timing.to_dict()) if timing is not None else None,
                   findings=Findings(metrics=plain(findings.metrics), info=plain(findings.info),
                                     warnings=plain(findings.warnings))))
 
@@ -106,16 +111,22 @@ class PhaseBus:
         self._send(Phase(name, time.time()))
 
 
-def execute(job: WorkerJob, send: Send,
-            prebuilt: Prebuilt | None = None) -> tuple[TimingResult, Findings]:
-    """Build, prepare and time one case. Stages, in order:
+def execute(job: WorkerJob, send: Send, prebuilt: Prebuilt | None = None,
+            counter: Dumps | None = None) -> tuple[TimingResult | None, Findings]:
+    """Build, prepare and time (or count) one case. Stages, in order:
 
     capability check -> build (seeded) -> prepare (device, reference output, pruning,
     precision, statistics, fidelity, step, compile; see bench.measure.stages) -> warm-up and timed
     window -> profile (when asked) -> teardown. Everything a stage learns goes into
     `Findings`; collectors (`bench.measure.probes.attach`) hook in at the phase messages.
+    A counted case runs the same stages and replaces the timed window by counted samples
+    (`bench.measure.counting`).
     """
     case, settings = job.case, job.case.settings
+    if settings.counted and counter is None:
+        raise UnsupportedCase("measure = \"instructions\" is counted only in archbench's "
+                              "counting worker under valgrind (`archbench run`, or pytest's "
+                              "suite items); this process cannot count")
     phase = PhaseBus(send)
     out = Findings()
     probes = WorkerProbes.attach(job, phase, out)
@@ -131,16 +142,43 @@ def execute(job: WorkerJob, send: Send,
         prepared = prepare(case, built, inputs, out.metrics, out.info, stack)
         out.metrics["build_s"] = time.perf_counter() - built_at
         probes.after_build(prepared, case.batch_size)
+        timing: TimingResult | None = None
         with prepared.grad_mode():
-            timing = measure(prepared.step, clock_for(device), settings, on_phase=phase)
+            if counter is not None and settings.counted:
+                _count(job, prepared.step, counter, out, phase)
+            else:
+                timing = measure(prepared.step, clock_for(device), settings, on_phase=phase)
         out.warnings += prepared.finish(out.metrics)
         probes.after_timing(prepared, device, phase)
         phase("teardown")
         probes.finish()
-        faults_per_call(out.metrics, len(timing.samples_ns) * timing.block_size)
+        if timing is not None:
+            faults_per_call(out.metrics, len(timing.samples_ns) * timing.block_size)
         out.metrics["threads"] = torch.get_num_threads()
         out.info.update(device_name=device_name(device), torch_version=str(torch.__version__))
         return timing, out
+
+
+def _count(job: WorkerJob, step: Callable[[], Any], counter: Dumps, out: Findings,
+           phase: Callable[[str], None]) -> None:
+    """The counted window: instructions per call in the metrics, raw counts in the info."""
+    from pathlib import Path
+
+    from bench.measure.counting import count
+
+    settings = job.case.settings
+    keep = None
+    if job.run_dir:
+        stem = job.case.case_id if job.repeat == 0 else f"{job.case.case_id}-r{job.repeat}"
+        keep = Path(job.run_dir) / "callgrind" / f"{stem}.out"
+    result = count(step, counter, calls=settings.count_calls, samples=settings.count_samples,
+                   warmup_iters=settings.count_warmup, on_phase=phase, keep=keep)
+    out.metrics.update(result.metrics(job.case.batch_size))
+    out.info["counting"] = {**result.to_dict(), "isa": settings.count_isa,
+                            "threads": torch.get_num_threads(),
+                            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if keep is not None and keep.exists():
+        out.info["counting"]["callgrind_out"] = str(keep.relative_to(job.run_dir or ""))
 
 
 def clock_for(device: torch.device) -> Clock:
@@ -166,7 +204,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _redirect_output(path: str) -> None:
+def redirect_output(path: str) -> None:
     """Send fd 1 and 2 to the case's log, and dump Python stacks there on a fatal signal,
     so a segfault or abort leaves a readable trace for the record."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

@@ -55,20 +55,43 @@ def _counts(counts: Mapping[str, int]) -> str:
 
 def _results_table(frame: pd.DataFrame) -> list[str]:
     ok = ok_rows(frame)
-    if ok.empty:
-        return []
-    lines = ["| case | median (ms) | CI ± | noise | throughput (items/s) | params |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for row in ok.head(MAX_ROWS).to_dict("records"):
-        noisy = is_flagged(row.get("noise_warning")) or is_flagged(row.get("target_met"),
-                                                                  negate=True)
-        flag = " ⚠️" if noisy else ""
-        lines.append(f"| {md(row.get('name'))}{flag} | {fmt(row.get('median_ms'))} | "
-                     f"{pct(row.get('ci_rel'), 2)} | {pct(row.get('noise'), 2)} | "
-                     f"{fmt(row.get('throughput_items_s'))} | {si(row.get('params_total'))} |")
-    if len(ok) > MAX_ROWS:
-        lines.append(f"\n…and {len(ok) - MAX_ROWS} more measured case(s) in the full report.")
+    lines: list[str] = []
+    timed = ok[ok["median_ms"].notna()] if "median_ms" in ok.columns else ok.iloc[0:0]
+    if not timed.empty:
+        lines += ["| case | median (ms) | CI ± | noise | throughput (items/s) | params |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for row in timed.head(MAX_ROWS).to_dict("records"):
+            noisy = is_flagged(row.get("noise_warning")) or is_flagged(row.get("target_met"),
+                                                                      negate=True)
+            flag = " ⚠️" if noisy else ""
+            lines.append(f"| {md(row.get('name'))}{flag} | {fmt(row.get('median_ms'))} | "
+                         f"{pct(row.get('ci_rel'), 2)} | {pct(row.get('noise'), 2)} | "
+                         f"{fmt(row.get('throughput_items_s'))} | "
+                         f"{si(row.get('params_total'))} |")
+        if len(timed) > MAX_ROWS:
+            lines.append(f"\n…and {len(timed) - MAX_ROWS} more measured case(s) in the full "
+                         "report.")
+    counted = ok[ok["instructions_per_call"].notna()] if "instructions_per_call" in ok.columns \
+        else ok.iloc[0:0]
+    if not counted.empty:
+        lines += [*([""] if lines else []),
+                  "| case | instructions/call | instructions/item | spread | params |",
+                  "|---|---:|---:|---:|---:|"]
+        for row in counted.head(MAX_ROWS).to_dict("records"):
+            spread = row.get("instructions_spread_pct")
+            lines.append(f"| {md(row.get('name'))} | {si(row.get('instructions_per_call'))} | "
+                         f"{si(row.get('instructions_per_item'))} | "
+                         f"{pct(spread / 100 if spread is not None else None, 3)} | "
+                         f"{si(row.get('params_total'))} |")
+        if len(counted) > MAX_ROWS:
+            lines.append(f"\n…and {len(counted) - MAX_ROWS} more counted case(s) in the full "
+                         "report.")
     return lines
+
+
+#: The gate's headline metrics, each with its own verdict line and table of notable rows.
+_HEADLINES = (("median_ms", "Latency", "(ms)"), ("instructions_per_call", "Instruction-count",
+                                                 "(instr./call)"))
 
 
 def _comparison(comparison: ComparisonData) -> list[str]:
@@ -76,20 +99,35 @@ def _comparison(comparison: ComparisonData) -> list[str]:
     if comparison.error:
         return [*lines, f"Not compared: {md(comparison.error)}"]
     frame = comparison.frame
-    timing = frame[frame["metric"] == "median_ms"] if "metric" in frame else frame
-    counts = timing["verdict"].value_counts() if "verdict" in timing else pd.Series(dtype=int)
-    lines.append("Latency verdicts: " + (", ".join(
-        f"{int(counts[v])} {v}" for v in VERDICT_ORDER if counts.get(v, 0)) or "none") +
-        (f" (p-values corrected: {md(comparison.correction)})" if comparison.correction else ""))
+    for metric, title, unit in _HEADLINES:
+        rows = frame[frame["metric"] == metric] if "metric" in frame else frame
+        if rows.empty and metric != "median_ms":
+            continue
+        lines += _verdicts(rows, title, unit, comparison.correction if metric == "median_ms"
+                           else None)
     if comparison.env_mismatch:
         lines.append(f"\n> ⚠️ Environments differ: {md(', '.join(comparison.env_mismatch))}")
-    notable = timing[timing["verdict"].isin(("regression", "improvement", "inconclusive"))] \
-        if "verdict" in timing else timing.iloc[0:0]
+    for side, names in (("only in the baseline", comparison.only_in_baseline),
+                        ("only in the candidate", comparison.only_in_candidate)):
+        if names:
+            lines.append(f"\n{len(names)} case(s) {side}: " + ", ".join(md(n) for n in
+                                                                    names[:10]) +
+                         (" …" if len(names) > 10 else ""))
+    return lines
+
+
+def _verdicts(rows: pd.DataFrame, title: str, unit: str, correction: str | None) -> list[str]:
+    counts = rows["verdict"].value_counts() if "verdict" in rows else pd.Series(dtype=int)
+    lines = [f"{title} verdicts: " + (", ".join(
+        f"{int(counts[v])} {v}" for v in VERDICT_ORDER if counts.get(v, 0)) or "none") +
+        (f" (p-values corrected: {md(correction)})" if correction else "")]
+    notable = rows[rows["verdict"].isin(("regression", "improvement", "inconclusive"))] \
+        if "verdict" in rows else rows.iloc[0:0]
     if not notable.empty:
         order = {v: i for i, v in enumerate(VERDICT_ORDER)}
         notable = notable.assign(_o=notable["verdict"].map(order)).sort_values(
             ["_o", "delta_pct"], ascending=[True, False])
-        lines += ["", "| case | baseline (ms) | candidate (ms) | Δ | 95% CI of Δ | verdict |",
+        lines += ["", f"| case | baseline {unit} | candidate {unit} | Δ | 95% CI of Δ | verdict |",
                   "|---|---:|---:|---:|---|---|"]
         for row in notable.head(MAX_ROWS).to_dict("records"):
             lines.append(f"| {md(row.get('name'))} | {fmt(row.get('baseline'))} | "
@@ -100,12 +138,7 @@ def _comparison(comparison: ComparisonData) -> list[str]:
                          " |")
         if len(notable) > MAX_ROWS:
             lines.append(f"\n…and {len(notable) - MAX_ROWS} more.")
-    for side, names in (("only in the baseline", comparison.only_in_baseline),
-                        ("only in the candidate", comparison.only_in_candidate)):
-        if names:
-            lines.append(f"\n{len(names)} case(s) {side}: " + ", ".join(md(n) for n in
-                                                                    names[:10]) +
-                         (" …" if len(names) > 10 else ""))
+        lines.append("")
     return lines
 
 

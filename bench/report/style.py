@@ -128,8 +128,11 @@ def pct(value: Any, digits: int = 3) -> str:
 
 
 def signed_pct(value: Any) -> str:
-    """A percentage already in percent (delta_pct), with its sign: +3.1%, -0.4%."""
-    return f"{float(value):+.1f}%" if is_number(value) else "–"
+    """A percentage already in percent (delta_pct), with its sign: +3.1%, -0.42% (two
+    decimals under 1%: instruction counts move by hundredths)."""
+    if not is_number(value):
+        return "–"
+    return f"{float(value):+.2f}%" if abs(float(value)) < 1 else f"{float(value):+.1f}%"
 
 
 # ---- chart layout ---------------------------------------------------------------------------

@@ -47,6 +47,11 @@ def merge(group: list[Record]) -> Record:
         if values:
             metrics[key] = max(values)
     info = dict(base.info)
+    counted = [r for r in group if r.status == "ok" and _per_call(r)]
+    if len(counted) > 1:
+        metrics.update(_pooled_counts(counted, base))
+        info["counting"] = {**(base.info.get("counting") or {}),
+                            "per_call": [x for r in counted for x in _per_call(r)]}
     if len(group) > 1:
         info["repeats"] = [{"repeat": r.repeat, "status": r.status,
                             "worker_pid": r.info.get("worker_pid")} for r in group]
@@ -61,6 +66,22 @@ def merge(group: list[Record]) -> Record:
         warnings=tuple(dict.fromkeys(w for r in group for w in r.warnings)),
         duration_s=sum(r.duration_s or 0.0 for r in group),
     )
+
+
+def _per_call(record: Record) -> list[float]:
+    return list((record.info.get("counting") or {}).get("per_call") or [])
+
+
+def _pooled_counts(records: list[Record], base: Record) -> dict[str, float]:
+    """Instruction counts of several repeats: the median and spread of all their samples
+    (per call), as one repeat's are computed (bench.measure.counting)."""
+    values = [x for r in records for x in _per_call(r)]
+    median = statistics.median(values)
+    batch = base.metrics["instructions_per_call"] / base.metrics["instructions_per_item"] \
+        if base.metrics.get("instructions_per_item") else 1.0
+    return {"instructions_per_call": median, "instructions_per_item": median / batch,
+            "instructions_spread_pct": (max(values) - min(values)) / median * 100 if median
+            else 0.0}
 
 
 def _peak_metrics(records: list[Record]) -> set[str]:

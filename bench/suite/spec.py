@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -77,6 +77,20 @@ class Settings:
     #: at least 3: that is what makes it robust to a machine whose speed drifts. Each
     #: repeat is measured with the settings above (max_time_s is per repeat).
     repeats: Annotated[int, Field(ge=1, le=100, strict=True)] = 1
+    #: What a case measures: "time" (wall clock) or "instructions" (counted under
+    #: callgrind in the counting worker: CPU cases, one thread, no telemetry; see
+    #: bench.engine.counting). Counts do not move with the machine's load.
+    measure: Literal["time", "instructions"] = "time"
+    #: Counting: calls before counting (CPython specialises code over its first calls), calls
+    #: per counted sample, and samples per case.
+    count_warmup: Annotated[int, Field(ge=1, le=MAX_COUNT, strict=True)] = 10
+    count_calls: Annotated[int, Field(ge=1, le=MAX_COUNT, strict=True)] = 5
+    count_samples: Annotated[int, Field(ge=1, le=1000, strict=True)] = 3
+    #: Counting: which kernels torch's libraries use under valgrind. "sse4.2" pins MKL,
+    #: oneDNN and ATen to their SSE4.2/baseline kernels: the same counts on any x86-64 CPU,
+    #: and ~70x faster under valgrind than AVX2/FMA (emulated slowly) on an MLP. "native"
+    #: counts the kernels valgrind's virtual CPU (AVX2) selects.
+    count_isa: Literal["sse4.2", "native"] = "sse4.2"
 
     def __post_init__(self) -> None:
         if self.max_time_s < self.min_time_s:
@@ -84,6 +98,25 @@ class Settings:
                 f"max_time_s = {self.max_time_s:g} is below min_time_s = {self.min_time_s:g}: "
                 "measuring would have to stop before it may; raise max_time_s or lower "
                 f"min_time_s to {self.max_time_s:g} or less")
+        if self.measure == "instructions":
+            if self.threads not in (None, 1):
+                raise ValueError(
+                    f"threads = {self.threads} with measure = \"instructions\": counts are "
+                    "taken on one thread (with more, the split of work and spin-waits make "
+                    "them vary); drop `threads` or set it to 1")
+            if self.profile:
+                raise ValueError("profile = true with measure = \"instructions\": the profiler "
+                                 "times operators, which under valgrind means nothing; profile "
+                                 "a timed run instead")
+
+    @property
+    def counted(self) -> bool:
+        return self.measure == "instructions"
+
+    def for_counting(self) -> Settings:
+        """The settings a counted case runs with, as its record states them: one thread and
+        no telemetry (the valgrind process's memory is not the model's)."""
+        return replace(self, threads=1, telemetry=False) if self.counted else self
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

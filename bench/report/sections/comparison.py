@@ -14,6 +14,8 @@ from bench.report.model import Chart, ComparisonData, Html, ReportInput, Section
 from bench.report.style import VERDICT_COLOURS, attr, esc, fmt, signed_pct
 
 TIMING = "median_ms"
+#: Instruction counts (measure = "instructions"): every case's verdict is shown, as timing's.
+COUNTS = "instructions_per_call"
 VERDICT_ORDER = ("regression", "improvement", "inconclusive", "same")
 #: Cases drawn in the change chart at most: regressions first, then the largest changes.
 MAX_CASES = 80
@@ -37,7 +39,14 @@ def other_changes(frame: pd.DataFrame) -> pd.DataFrame:
     """Non-timing verdicts that are not `same`: parameters, memory, fidelity, status."""
     if frame.empty or "metric" not in frame.columns:
         return frame.iloc[0:0]
-    return frame[(frame["metric"] != TIMING) & (frame["verdict"] != "same")]
+    return frame[~frame["metric"].isin((TIMING, COUNTS)) & (frame["verdict"] != "same")]
+
+
+def count_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The instruction-count verdicts, in case order."""
+    if frame.empty or "metric" not in frame.columns:
+        return frame.iloc[0:0]
+    return frame[frame["metric"] == COUNTS]
 
 
 def verdict_counts(frame: pd.DataFrame) -> dict[str, int]:
@@ -119,6 +128,28 @@ def side_by_side_table(rows: pd.DataFrame, comparison: ComparisonData) -> str:
             f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
+def counts_table(rows: pd.DataFrame, comparison: ComparisonData) -> str:
+    """Instruction counts beside the latency verdicts: per call on each side, the change,
+    the verdict against the tolerance and the samples' spread (in the note)."""
+    counts = rows["verdict"].value_counts()
+    chips = " ".join(_chip(v, int(counts[v])) for v in VERDICT_ORDER if counts.get(v))
+    body = "".join(
+        f"<tr><td>{esc(r.get('name'))}</td><td class=num>{fmt(r.get('baseline'))}</td>"
+        f"<td class=num>{fmt(r.get('candidate'))}</td>"
+        f"<td class=num>{signed_pct(r.get('delta_pct'))}</td>"
+        f"<td class=num>±{fmt(r.get('threshold'))}%</td><td>{_chip(str(r.get('verdict')))}"
+        f"</td><td class=muted>{esc(r.get('note') or '')}</td></tr>"
+        for r in rows.to_dict("records"))
+    return (f"<h4>Instruction counts</h4><p>Instruction-count verdicts: {chips}. Counted under "
+            "callgrind: the change against the tolerance is the verdict (counts repeat to "
+            "hundredths of a percent whatever the machine's load).</p>"
+            '<div class="table-wrap"><table class="small"><thead><tr><th>case</th>'
+            f"<th>{esc(comparison.baseline)} instructions/call</th>"
+            f"<th>{esc(comparison.candidate)} instructions/call</th><th>change</th>"
+            "<th>tolerance</th><th>verdict</th><th>why</th></tr></thead>"
+            f"<tbody>{body}</tbody></table></div>")
+
+
 def other_table(rows: pd.DataFrame) -> str:
     body = "".join(
         f"<tr><td>{esc(r.get('name'))}</td><td>{esc(r.get('metric'))}</td>"
@@ -155,6 +186,9 @@ def comparison_blocks(comparison: ComparisonData, index: int) -> list[Any]:
     if not rows.empty:
         blocks.append(change_chart(rows, comparison, f"compare-{index}"))
         blocks.append(Html(side_by_side_table(rows, comparison)))
+    counted = count_rows(comparison.frame)
+    if not counted.empty:
+        blocks.append(Html(counts_table(counted, comparison)))
     others = other_changes(comparison.frame)
     if not others.empty:
         blocks.append(Html(other_table(others)))
