@@ -216,6 +216,22 @@ def test_memory_peaks_with_a_tolerance():
     assert rows(100e6, 100e6)["cuda_max_allocated_timed_bytes"] == "same"
 
 
+def test_rss_measured_inline_is_the_runners_and_not_gated():
+    from dataclasses import replace
+
+    metrics = {"peak_rss_bytes": 100e6, "cuda_max_allocated_timed_bytes": 1 << 20}
+    grown = {"peak_rss_bytes": 150e6, "cuda_max_allocated_timed_bytes": 2 << 20}
+    base = record("c", lognormal(10, 30), metrics=metrics)
+    cand = replace(record("c", lognormal(10, 30, seed=5), metrics=grown),
+                   info={"isolation": "inline"})
+    verdicts = {v.metric: v.verdict for v in compare_records([base], [cand]).verdicts}
+    assert "peak_rss_bytes" not in verdicts
+    assert verdicts["cuda_max_allocated_timed_bytes"] == "regression"
+    isolated = {v.metric: v.verdict for v in compare_records(
+        [base], [replace(cand, info={})]).verdicts}
+    assert isolated["peak_rss_bytes"] == "regression"
+
+
 def test_fidelity_with_an_absolute_tolerance():
     def verdicts(before, after, spec=()):
         comparison = compare_records([record("c", lognormal(10, 30), metrics=before)],

@@ -55,6 +55,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                              "measure=instructions)")
     parser.add_argument("--no-report", action="store_true",
                         help="do not draw RUN_DIR/report.html at the end")
+    parser.add_argument("--history", type=Path, metavar="STORE",
+                        help="at the end, append the run to this history store (created if "
+                             "needed; see `archbench history`)")
     parser.set_defaults(handler=handle)
 
 
@@ -76,6 +79,8 @@ def handle(args: argparse.Namespace) -> int:
         say((str(exc), "yellow"))
         return exc.exit_code
     observer.summary(result)
+    if args.history is not None:
+        add_to_history(args.history, result.run_dir)
     if not args.no_report:
         report_after_run(result.run_dir)
     question = next((s.decide for s in suites if s.decide is not None), None)
@@ -173,3 +178,21 @@ def describe(record: Record) -> str:
     ci_text = f"±{ci * 100:.1f}%" if ci is not None else "±?"
     met = "" if timing.get("target_met") else " (target not met)"
     return f"median {median_ms:.4g} ms {ci_text}{met}  n={len(samples)}"
+
+
+def add_to_history(store_path: Path, run_dir: Path) -> None:
+    """Append the finished run to a history store; the run folder is kept whatever happens,
+    so a store that cannot take it only costs a message (and the command to retry)."""
+    from bench.errors import BenchError
+    from bench.history import HistoryStore, add_run
+
+    try:
+        result = add_run(HistoryStore(store_path, create=True), run_dir)
+    except BenchError as exc:
+        error_console().print(f"[yellow]warning:[/] not added to the history: "
+                              f"{escape(str(exc))}; retry with: archbench history add "
+                              f"--store {escape(str(store_path))} {escape(str(run_dir))}",
+                              soft_wrap=True, highlight=False)
+        return
+    console().print(f"history: {result.added} case(s) added to {escape(str(store_path))}",
+                    soft_wrap=True, highlight=False)

@@ -137,9 +137,11 @@ class CaseSampling:
 
     def _cross_check(self, out: Findings, worker_metrics: dict[str, Any]) -> None:
         if self.inline:
-            # ru_maxrss of the runner is its lifetime high, not the case's: drop it.
+            # ru_maxrss of the runner is its lifetime high, not the case's: drop it. The gate
+            # reads `isolation` to leave the runner's RSS out of memory verdicts.
             worker_metrics.pop("ru_maxrss_bytes", None)
             out.metrics["ru_maxrss_bytes"] = None
+            out.info["isolation"] = "inline"
             return
         warning = check_against_ru_maxrss({**worker_metrics, **out.metrics})
         if warning:

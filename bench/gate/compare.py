@@ -386,6 +386,8 @@ def _metric_verdicts(b: Record, c: Record, options: CompareOptions) -> list[Metr
         xb, xc = _number(b.metrics.get(name)), _number(c.metrics.get(name))
         if xb is None or xc is None:
             continue  # a metric measured on one side only (a collector missing) is not gated
+        if "rss" in name and any(r.info.get("isolation") == "inline" for r in (b, c)):
+            continue  # measured inline, RSS is the runner's whole process, not the case's
         threshold = threshold_for(spec, c.name, c.case_id, options.thresholds)
         if threshold is None:
             continue

@@ -51,6 +51,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write the HTML report of the run (and the baseline) at the end")
     group.addoption("--archbench-benchmark-json", metavar="PATH",
                     help="write the results as pytest-benchmark JSON at the end")
+    group.addoption("--archbench-history", metavar="STORE",
+                    help="append the run to this history store at the end (created if "
+                         "needed; see `archbench history`)")
     group.addoption("--archbench-isolation", choices=ISOLATION_MODES, default="forkserver",
                     help=ISOLATION_HELP)
     group.addoption("--archbench-set", action="append", default=[], metavar="KEY=VALUE",

@@ -58,6 +58,7 @@ class PluginState:
                              "this archbench installation does not have; install an archbench "
                              "with reports, or drop the option")
         self.benchmark_json = opt("archbench_benchmark_json")
+        self.history = opt("archbench_history")
 
         self.run: RunSession | None = None
         self.case_items: list[CaseItem] = []
@@ -94,7 +95,7 @@ class PluginState:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.run is None:
-            if self.report_path or self.benchmark_json:
+            if self.report_path or self.benchmark_json or self.history:
                 self.lines.append("archbench: no suite case or fixture measurement ran; "
                                   "nothing to report")
             return
@@ -202,6 +203,16 @@ class PluginState:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(export(self.run.records, self.run.meta), indent=2))
             self.lines.append(f"archbench: pytest-benchmark JSON written to {path}")
+        if self.history:
+            from bench.history import HistoryStore, add_run
+
+            try:
+                added = add_run(HistoryStore(self.history, create=True), self.run.run_dir)
+                self.lines.append(f"archbench: {added.added} case(s) added to the history "
+                                  f"store {self.history}")
+            except BenchError as exc:
+                self.lines.append(f"archbench: not added to the history: {exc}")
+                failed = True
         if self.report_path:
             try:
                 path = write_report(self.run.run_dir, self.baseline, Path(self.report_path))

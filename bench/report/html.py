@@ -73,10 +73,17 @@ def render_html(report: ReportInput, sections: list[Section], *,
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
         f'<header><h1>{esc(title)}</h1><p class="muted">Generated {esc(when)} by archbench '
-        f"{esc(__version__)} from {len(report.runs)} run(s). Interactive: hover for details, "
+        f"{esc(__version__)} from {_source(report)}. Interactive: hover for details, "
         "drag to zoom, double-click to reset; click legend entries to hide lines.</p>"
         f"<nav>{nav}</nav></header><main>{body}</main>"
         f"<script>{plotly_js()}</script><script>{SCRIPT}</script></body></html>\n")
+
+
+def _source(report: ReportInput) -> str:
+    runs = f"{len(report.runs)} run(s)"
+    if getattr(report, "history", None) is None:
+        return runs
+    return f"{runs} and a history store" if report.runs else "a history store"
 
 
 def write_html(text: str, path: str | Path) -> Path:

@@ -58,6 +58,8 @@ class ReportInput:
     #: The architect's question (`archbench best`): with constraints, the report opens with
     #: its answer.
     question: Question | None = None
+    #: A history store's series and findings (`bench.history.History`), for the trend section.
+    history: Any = None
 
     @cached_property
     def frame(self) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from bench.report.sections import (
     table,
     tradeoffs,
     transforms,
+    trend,
 )
 
 SectionBuilder = Callable[[ReportInput], Section | None]
@@ -26,6 +27,7 @@ SECTION_BUILDERS: tuple[SectionBuilder, ...] = (
     recommendation.build,
     summary.build,
     comparison.build,
+    trend.build,
     table.build,
     scaling.build,
     transforms.build_pruning,

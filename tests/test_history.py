@@ -1,0 +1,496 @@
+"""History: the store (idempotent, crash-safe), the detector (known answers), imports, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gate_helpers import ENV, record, write_run
+
+from bench.cli import main
+from bench.errors import ResultsError
+from bench.gate.thresholds import parse_thresholds
+from bench.history import HistoryStore, PointQuery, add_run, check, load_history
+from bench.history import store as store_module
+from bench.history.detect import fit_series
+from bench.history.rows import pytest_benchmark_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---- the detector: known answers ------------------------------------------------------------
+def noisy(n: int, sd: float, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.0, sd, n)
+
+
+def test_finds_a_step_at_its_commit():
+    y = noisy(120, 0.01, 1)
+    y[70:] += math.log(1.06)
+    fit = fit_series(y, np.full(120, 0.004))
+    (point,) = fit.change_points
+    assert point.index == 70 and point.kind == "step"
+    assert point.change_pct == pytest.approx(6.0, abs=1.0)
+    assert point.ratio_low is not None and point.ratio_high is not None
+    assert point.ratio_low < 1.06 < point.ratio_high
+    assert point.p_value is not None and point.p_value < 1e-6
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_flat_series_has_no_change_point(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.normal(0.0, 0.02, 200)
+    assert fit_series(y, np.abs(rng.normal(0.01, 0.003, 200))).change_points == ()
+
+
+def test_a_noisy_series_needs_more_evidence():
+    """The same 4% step: found where the points' intervals are tight, not where they are
+    wide (the run-to-run scatter is the same in both)."""
+    y = noisy(60, 0.004, 3)
+    y[30:] += math.log(1.04)
+    assert [p.index for p in fit_series(y, np.full(60, 0.002)).change_points] == [30]
+    assert fit_series(y, np.full(60, 0.06)).change_points == ()
+
+
+def test_a_gradual_drift_is_one_drift():
+    y = noisy(120, 0.004, 5)
+    ramp = np.clip((np.arange(120) - 49) / 20, 0, 1) * math.log(1.10)
+    fit = fit_series(y + ramp, np.full(120, 0.003))
+    (point,) = fit.change_points
+    assert point.kind == "drift"
+    assert abs(point.start - 50) <= 2 and abs(point.index - 69) <= 2
+    assert point.change_pct == pytest.approx(10.0, abs=1.5)
+
+
+def test_an_accepted_change_starts_a_new_level_and_is_not_reported():
+    y = noisy(80, 0.005, 7)
+    y[40:] += math.log(1.2)
+    fit = fit_series(y, np.full(80, 0.003), forced=[40])
+    assert fit.change_points == ()
+    (accepted,) = fit.accepted
+    assert accepted.index == 40 and accepted.kind == "accepted"
+    assert accepted.change_pct == pytest.approx(20.0, abs=2.0)
+
+
+def test_bad_points_are_refused():
+    with pytest.raises(ValueError, match="finite"):
+        fit_series([0.0, float("nan"), 0.0, 0.0], [0.01] * 4)
+
+
+# ---- run folders at commits ------------------------------------------------------------------
+def sha(index: int) -> str:
+    return hashlib.sha1(str(index).encode()).hexdigest()
+
+
+def run_at(tmp: Path, index: int, levels: dict[str, float], *, repeats: int = 3,
+           seed: int = 0, env: dict | None = None) -> Path:
+    """A run folder of `levels` (case name -> median ms), `repeats` workers per case."""
+    rng = np.random.default_rng(seed * 1000 + index)
+    records = []
+    for name, level in levels.items():
+        for r in range(repeats):
+            offset = rng.normal(0.0, 0.004)
+            samples = list(level * np.exp(offset + rng.normal(0.0, 0.01, 30)))
+            records.append(replace(record(name, samples, run_id=f"run{index:03d}"), repeat=r))
+    env = {**(env or ENV), "git_commit": sha(index), "git_branch": "main",
+           "git_dirty": False}
+    return write_run(tmp / f"run{index:03d}", records, env=env,
+                     started_at=f"2026-03-01T{index // 60:02d}:{index % 60:02d}:00+00:00")
+
+
+def commit_time(index: int) -> str:
+    return f"2026-02-{1 + index // 24:02d}T{index % 24:02d}:00:00+00:00"
+
+
+def fill(store: HistoryStore, tmp: Path, commits: int, step_at: int | None = None,
+         step: float = 1.15, **kwargs) -> None:
+    for i in range(commits):
+        slow = step if step_at is not None and i >= step_at else 1.0
+        run = run_at(tmp, i, {"a": 1.0 * slow, "b": 2.0 * slow, "c": 3.0}, **kwargs)
+        add_run(store, run, commit_time=commit_time(i))
+
+
+# ---- the store -------------------------------------------------------------------------------
+def test_adding_a_run_twice_adds_nothing(tmp_path):
+    store = HistoryStore(tmp_path / "h", create=True)
+    run = run_at(tmp_path, 0, {"a": 1.0, "b": 2.0})
+    first = add_run(store, run, commit_time=commit_time(0))
+    again = add_run(store, run, commit_time=commit_time(0))
+    assert (first.added, first.skipped) == (2, 0)
+    assert (again.added, again.skipped) == (0, 2)
+    assert store.summary()["rows"] == 2
+
+
+def test_rows_keep_samples_repeats_and_commit(tmp_path):
+    store = HistoryStore(tmp_path / "h", create=True)
+    add_run(store, run_at(tmp_path, 3, {"a": 1.5}), commit_time=commit_time(3))
+    row = store.connect().execute(
+        "SELECT commit, branch, dirty, n_repeats, len(samples_ms), level_ms, se_log "
+        "FROM records").fetchone()
+    assert row[0] == sha(3) and row[1] == "main" and row[2] is False
+    assert row[3] == 3 and row[4] == 90
+    assert row[5] == pytest.approx(1.5, rel=0.02) and 0 < row[6] < 0.02
+
+
+def test_compaction_keeps_every_row_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "COMPACT_AT", 3)
+    store = HistoryStore(tmp_path / "h", create=True)
+    fill(store, tmp_path, 10)
+    files = store.live_files()
+    assert sorted(f.name[:2] for f in files) == ["L0", "L2"]  # 9 = 3 x 3 merged twice
+    assert len(files) < 10
+    assert store.summary()["rows"] == 30
+    assert len(store.points()) == 30
+
+
+CRASH = """
+import os, sys
+sys.path.insert(0, {root!r})
+sys.path.insert(0, {tests!r})
+from bench.history import HistoryStore, add_run, store as store_module
+store_module.COMPACT_AT = 2
+real_replace, real_unlink = os.replace, os.unlink
+from pathlib import Path
+mode = {mode!r}
+def replace(a, b):
+    if mode == "before-rename" and str(b).endswith(".parquet"):
+        os._exit(9)
+    real_replace(a, b)
+    if mode == "after-merge" and Path(b).name.startswith("L1-"):
+        os._exit(9)
+os.replace = replace
+store = HistoryStore({store!r})
+add_run(store, {run!r}, commit_time="2026-02-02T00:00:00+00:00")
+"""
+
+
+@pytest.mark.parametrize("mode", ["before-rename", "after-merge"])
+def test_a_crash_mid_append_leaves_nothing_half_written(tmp_path, mode):
+    """The writer is killed (os._exit) with its file written but not renamed, or with a
+    merged file in place but its inputs not yet deleted: readers see every row once, and
+    the next append cleans up and works."""
+    store = HistoryStore(tmp_path / "h", create=True)
+    add_run(store, run_at(tmp_path, 0, {"a": 1.0, "b": 2.0}), commit_time=commit_time(0))
+    run = run_at(tmp_path, 1, {"a": 1.0, "b": 2.0})
+    script = CRASH.format(root=str(ROOT), tests=str(ROOT / "tests"), mode=mode,
+                          store=str(store.path), run=str(run))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 9, done.stderr
+    leftovers = list((store.path / "data").iterdir())
+    if mode == "before-rename":
+        assert any(f.name.endswith(".tmp") for f in leftovers)
+        assert store.summary()["rows"] == 2
+    else:
+        assert len([f for f in leftovers if f.suffix == ".parquet"]) == 3  # merge + 2 inputs
+        assert store.summary()["rows"] == 4
+    assert len(store.points()) == store.summary()["rows"]
+    result = add_run(store, run, commit_time="2026-02-02T00:00:00+00:00")
+    assert result.added == (2 if mode == "before-rename" else 0)
+    assert store.summary()["rows"] == 4
+    assert not [f for f in (store.path / "data").iterdir() if f.name.endswith(".tmp")]
+
+
+def test_not_a_store_and_newer_format_are_clear_errors(tmp_path):
+    with pytest.raises(ResultsError, match="no history store here"):
+        HistoryStore(tmp_path / "missing")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    with pytest.raises(ResultsError, match="not a history store"):
+        HistoryStore(tmp_path / "full", create=True)
+    HistoryStore(tmp_path / "h", create=True)
+    (tmp_path / "h" / store_module.MARKER).write_text('{"format": 99}')
+    with pytest.raises(ResultsError, match="newer"):
+        HistoryStore(tmp_path / "h")
+
+
+def test_a_run_without_a_commit_needs_one(tmp_path):
+    run = write_run(tmp_path / "r", [record("a", [1.0] * 10)])
+    store = HistoryStore(tmp_path / "h", create=True)
+    with pytest.raises(ResultsError, match="--commit SHA"):
+        add_run(store, run)
+    result = add_run(store, run, commit="f" * 40, commit_time="2026-01-01T00:00:00Z")
+    assert result.added == 1
+
+
+# ---- analysis over a store -------------------------------------------------------------------
+def test_one_commit_slowing_several_cases_is_one_finding(tmp_path):
+    store = HistoryStore(tmp_path / "h", create=True)
+    fill(store, tmp_path, 30, step_at=20)
+    history = load_history(store)
+    (finding,) = history.findings
+    assert finding.commit == sha(20) and finding.previous == sha(19)
+    assert finding.direction == "slower"
+    assert sorted(c.series.name for c in finding.changes) == ["a", "b"]
+    low, high = finding.pct_range()
+    assert 12 < low <= high < 18
+
+
+def test_series_of_different_environments_are_never_joined(tmp_path):
+    store = HistoryStore(tmp_path / "h", create=True)
+    other = {**ENV, "cpu_model": "Other CPU"}
+    for i in range(12):
+        env = ENV if i % 2 else other  # alternate machines, 2x apart
+        level = 1.0 if i % 2 else 2.0
+        add_run(store, run_at(tmp_path, i, {"a": level}, env=env), commit_time=commit_time(i))
+    history = load_history(store)
+    assert len(history.series) == 2
+    assert history.findings == ()
+
+
+def test_check_fails_on_a_new_regression_until_accepted(tmp_path):
+    store = HistoryStore(tmp_path / "h", create=True)
+    fill(store, tmp_path, 24, step_at=21)
+    result = check(load_history(store), parse_thresholds(["5%"]), last=5)
+    assert result.failed
+    assert sorted(v.change.series.name for v in result.regressions) == ["a", "b"]
+    assert not check(load_history(store), parse_thresholds(["20%"]), last=5).failed
+    assert not check(load_history(store), parse_thresholds(["a:median_ms=off", "b:median_ms=off"]),
+                     last=5).failed
+    store.accept(sha(21)[:12], ["a"])
+    result = check(load_history(store), parse_thresholds(["5%"]), last=5)
+    assert [v.change.series.name for v in result.regressions] == ["b"]
+    assert [v.verdict for v in result.verdicts if v.change.series.name == "a"] == ["accepted"]
+    store.accept(sha(21))
+    assert not check(load_history(store), (), last=5).failed
+
+
+def test_dirty_runs_are_left_out_unless_asked(tmp_path):
+    store = HistoryStore(tmp_path / "h", create=True)
+    run = run_at(tmp_path, 0, {"a": 1.0})
+    meta = json.loads((run / "run.json").read_text())
+    meta["env"]["git_dirty"] = True
+    (run / "run.json").write_text(json.dumps(meta))
+    add_run(store, run, commit_time=commit_time(0))
+    assert store.points().empty
+    assert len(store.points(PointQuery(include_dirty=True))) == 1
+
+
+# ---- pytest-benchmark JSON, written by pytest-benchmark itself -------------------------------
+BENCH_TEST = """
+def test_sleepy(benchmark):
+    benchmark.extra_info["note"] = "x"
+    benchmark(lambda: sum(range(2000)))
+"""
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "GIT_COMMITTER_DATE": "2026-01-05T10:00:00+00:00"}
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+                          env=env).stdout.strip()
+
+
+def pytest_benchmark(tmp: Path, *options: str) -> None:
+    """Run a real benchmark under pytest-benchmark, which writes its own JSON."""
+    pytest.importorskip("pytest_benchmark")
+    (tmp / "test_b.py").write_text(textwrap.dedent(BENCH_TEST))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:archbench", "-p", "no:cacheprovider",
+         "test_b.py", "--benchmark-max-time=0.05", "--benchmark-min-rounds=8", *options],
+        capture_output=True, text=True, cwd=tmp, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_import_pytest_benchmark_json_with_samples_and_commit(tmp_path):
+    """--benchmark-json in a git repository: samples kept, commit and its time recorded."""
+    git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / "README").write_text("x")
+    git(tmp_path, "add", "README")
+    git(tmp_path, "commit", "-q", "-m", "first")
+    sha = git(tmp_path, "rev-parse", "HEAD")
+    pytest_benchmark(tmp_path, "--benchmark-json=bench.json")
+    data = json.loads((tmp_path / "bench.json").read_text())
+    stats = data["benchmarks"][0]["stats"]
+    assert data["commit_info"]["id"] == sha
+    rows = pytest_benchmark_rows(tmp_path / "bench.json")
+    assert [r["commit"] for r in rows] == [sha]
+    assert rows[0]["commit_time"].isoformat() == "2026-01-05T10:00:00+00:00"
+    assert rows[0]["branch"] == "main"
+    assert rows[0]["median_ms"] == pytest.approx(stats["median"] * 1e3, rel=1e-6)
+    assert len(rows[0]["samples_ms"]) == stats["rounds"]
+    assert json.loads(rows[0]["metrics"]) == {"note": "x", "se_from": "samples"}
+    store = HistoryStore(tmp_path / "h", create=True)
+    assert store.add(rows).added == 1 and store.add(rows).added == 0
+
+
+def test_import_saved_benchmarks_folder_without_samples(tmp_path, capsys):
+    """--benchmark-save outside git: no samples (the IQR gives the error) and no commit,
+    so the import asks for one."""
+    pytest_benchmark(tmp_path, "--benchmark-save=base",
+                     f"--benchmark-storage=file://{tmp_path / '.benchmarks'}")
+    (saved,) = (tmp_path / ".benchmarks").rglob("*.json")
+    assert "data" not in json.loads(saved.read_text())["benchmarks"][0]["stats"]
+    store = tmp_path / "h"
+    assert main(["history", "import", str(tmp_path / ".benchmarks"), "--store", str(store)]) == 2
+    assert "--commit" in capsys.readouterr().err
+    assert main(["history", "import", str(tmp_path / ".benchmarks"), "--store", str(store),
+                 "--commit", "ab" * 20, "--commit-time", "2026-01-01T00:00:00Z"]) == 0
+    (row,) = HistoryStore(store).connect().execute(
+        "SELECT name, level_ms, se_log, samples_ms, metrics FROM records").fetchall()
+    assert row[0] == "test_sleepy" and row[1] > 0 and row[2] > 0 and row[3] is None
+    assert json.loads(row[4])["se_from"] == "iqr"
+
+
+def test_import_refuses_what_is_not_pytest_benchmark(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text('{"hello": 1}')
+    with pytest.raises(ResultsError, match="benchmarks"):
+        pytest_benchmark_rows(bad)
+    assert main(["history", "import", str(bad), "--store", str(tmp_path / "h")]) == 2
+
+
+# ---- the command line ------------------------------------------------------------------------
+def test_cli_add_show_check_accept(tmp_path, capsys, monkeypatch):
+    store = tmp_path / "h"
+    runs = []
+    for i in range(16):
+        slow = 1.12 if i >= 13 else 1.0
+        runs.append(str(run_at(tmp_path, i, {"a": 1.0 * slow, "b": 2.0})))
+    for i, run in enumerate(runs):
+        assert main(["history", "add", run, "--store", str(store),
+                     "--commit-time", commit_time(i)]) == 0
+    capsys.readouterr()
+    assert main(["history", "show", "--store", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "2 series over 16 commits" in out and "1 case slower (+12" in out
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    assert main(["history", "check", "--store", str(store), "--markdown"]) == 1
+    text = capsys.readouterr().out
+    assert "**1 regression**" in text and "| regression | a |" in text
+    assert summary.read_text().startswith("### archbench history check")
+    assert main(["history", "check", "--store", str(store), "-t", "15%"]) == 0
+    capsys.readouterr()
+    assert main(["history", "accept", sha(13)[:10], "--store", str(store)]) == 0
+    assert main(["history", "check", "--store", str(store)]) == 0
+    capsys.readouterr()
+    assert main(["history", "show", "--store", str(store), "b", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["series"] == 1
+    assert [f["kind"] for f in shown["findings"]] == ["accepted"]  # a new level starts there
+
+
+def test_cli_errors_exit_2(tmp_path, capsys):
+    assert main(["history", "show", "--store", str(tmp_path / "none")]) == 2
+    assert main(["history", "add", str(tmp_path / "nothing"), "--store",
+                 str(tmp_path / "h")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+    assert main(["history", "check", "--store", str(tmp_path / "h"), "-t", "5"]) == 2
+    assert main(["history", "accept", "deadbeef", "--store", str(tmp_path / "h")]) == 2
+    assert "not in" in capsys.readouterr().err
+
+
+# ---- the report's trend section --------------------------------------------------------------
+def test_report_draws_the_trend_section(tmp_path, capsys):
+    store = HistoryStore(tmp_path / "h", create=True)
+    fill(store, tmp_path, 24, step_at=16)
+    out = tmp_path / "trend.html"
+    assert main(["report", "--history", str(store.path), "-o", str(out)]) == 0
+    html = out.read_text()
+    assert "Trends over commits" in html and "2 case(s) slower" in html
+    assert f"{sha(15)[:10]}..{sha(16)[:10]}" in html  # the finding's commit range
+    assert html.count('data-chart="chart-trend-') == 4  # the finding, a and b, the overview
+    with_run = tmp_path / "both.html"
+    assert main(["report", str(tmp_path / "run023"), "--history", str(store.path),
+                 "-o", str(with_run)]) == 0
+    both = with_run.read_text()
+    assert "Trends over commits" in both and 'id="results"' in both
+    assert main(["report", "--history", str(store.path), "--format", "markdown", "-o",
+                 "-"]) == 0
+    assert "### archbench history" in capsys.readouterr().out
+    assert main(["report", "--history", str(tmp_path / "none")]) == 2
+    assert main(["report", "--history", str(store.path), "--format", "csv", "-o", "-"]) == 2
+
+
+# ---- from `archbench run` and from pytest ----------------------------------------------------
+@pytest.mark.slow
+def test_run_appends_to_the_history(tmp_path, write_suite):
+    git(tmp_path, "init", "-q", "-b", "main")
+    suite = write_suite("""
+        [[sweep]]
+        model = "mlp"
+        depth = [1]
+        width = [16]
+        features = [8]
+        """, folder=tmp_path)
+    git(tmp_path, "add", suite.name)
+    git(tmp_path, "commit", "-q", "-m", "suite")
+    store = tmp_path / "h"
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert main(["run", str(suite), "--out", str(tmp_path / "r1"), "--no-report",
+                     "--history", str(store)]) == 0
+    finally:
+        os.chdir(cwd)
+    (row,) = HistoryStore(store).connect().execute(
+        "SELECT name, commit, commit_time, branch, n_repeats FROM records").fetchall()
+    assert row[0].startswith("mlp-d1-w16") and row[1] == git(tmp_path, "rev-parse", "HEAD")
+    assert row[2].isoformat().startswith("2026-01-05T10:00:00") and row[3] == "main"
+
+
+@pytest.mark.slow
+def test_pytest_plugin_appends_to_the_history(tmp_path, write_suite):
+    git(tmp_path, "init", "-q", "-b", "main")
+    suite = write_suite("""
+        [[sweep]]
+        model = "mlp"
+        depth = [1]
+        width = [16, 32]
+        features = [8]
+        """, folder=tmp_path)
+    git(tmp_path, "add", suite.name)
+    git(tmp_path, "commit", "-q", "-m", "suite")
+    store = tmp_path / "h"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", suite.name,
+         "--archbench-out", "run", "--archbench-history", str(store)],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 case(s) added to the history store" in done.stdout
+    assert HistoryStore(store).summary()["rows"] == 2
+
+
+# ---- the CI example keeps the history -------------------------------------------------------
+def test_ci_workflow_carries_the_history_and_checks_it(tmp_path):
+    from test_ci_example import load_workflow, run_step, step
+
+    workflow = load_workflow()
+    store = workflow["env"]["ARCHBENCH_HISTORY"]
+    restore = step(workflow, "Restore the history")
+    save = step(workflow, "Store the history in the cache")
+    assert restore["with"]["path"] == save["with"]["path"] == store
+    assert save["with"]["key"].startswith(restore["with"]["restore-keys"])
+    assert step(workflow, "Keep the history")["with"]["path"] == store
+    names = [s.get("name") for s in workflow["jobs"]["bench"]["steps"]]
+    assert names.index("Restore the history") < names.index("Run the suite") < names.index(
+        "Add the run to the history") < names.index("Store the history in the cache") < \
+        names.index("Check the history")
+    summary = tmp_path / "summary.md"
+    run_dir = tmp_path / workflow["env"]["RUN_DIR"]
+    history = HistoryStore(tmp_path / store, create=True)
+    for i in range(13):  # pushes to main; from the 11th on, case "a" is 20% slower
+        shutil.rmtree(run_dir, ignore_errors=True)
+        source = run_at(tmp_path / "made", i, {"a": 1.2 if i >= 11 else 1.0, "b": 2.0})
+        shutil.copytree(source, run_dir)
+        meta = json.loads((run_dir / "run.json").read_text())
+        meta["env"]["git_commit_time"] = commit_time(i)  # what git would say in the runner
+        (run_dir / "run.json").write_text(json.dumps(meta))
+        if i < 11:  # the earlier pushes, quickly
+            add_run(history, run_dir)
+            continue
+        assert run_step(workflow, "Add the run to the history", "push", tmp_path, summary) == 0
+        expected = 1 if i == 12 else 0  # confirmed once two commits sit at the new level
+        assert run_step(workflow, "Check the history", "push", tmp_path, summary) == expected
+    assert history.summary()["runs"] == 13
