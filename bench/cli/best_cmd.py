@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from rich import box
 from rich.table import Table
 
-from bench.cli.console import console, say
+from bench.cli.console import say, table_console
 
 if TYPE_CHECKING:
     from bench.decide import Answer
@@ -97,9 +97,7 @@ def _table(columns: Sequence[str], rows: list[list[str]]) -> Table:
 def print_answer(result: Answer) -> None:
     from bench.decide import render
 
-    out = console()
-    if not out.is_terminal and "COLUMNS" not in os.environ:
-        out = console(160)  # a log has no width to respect
+    out = table_console()
     say(("question:", "bold"), f" {render.question_line(result)}", to=out)
     style = "bold green" if not result.ranking.empty else "bold yellow"
     say((render.headline(result), style), to=out)

@@ -13,10 +13,9 @@ import os
 from pathlib import Path
 
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
-from bench.cli.console import console, say
+from bench.cli.console import say, table_console
 from bench.errors import CompareError
 from bench.gate import render as compare_output
 from bench.gate.compare import CompareOptions, Comparison, compare_runs
@@ -111,16 +110,12 @@ _STYLE = {"regression": "bold red", "improvement": "green", "inconclusive": "yel
 
 
 def print_table(comparison: Comparison, *, everything: bool = False) -> None:
-    out = console()
-    if not out.is_terminal and "COLUMNS" not in os.environ:
-        # A log (CI, a pipe) has no width to respect; rich's default of 80 would fold every
-        # cell of a 7-column table.
-        out = Console(highlight=False, width=160)
+    out = table_console()
     say((comparison.baseline_label, "bold"), " (baseline) → ",
-        (comparison.candidate_label, "bold"), " (candidate)")
-    say(compare_output.settings_line(comparison))
+        (comparison.candidate_label, "bold"), " (candidate)", to=out)
+    say(compare_output.settings_line(comparison), to=out)
     for line in [*compare_output.env_lines(comparison), *compare_output.drift_lines(comparison)]:
-        say(("warning:", "bold yellow"), f" {line}")
+        say(("warning:", "bold yellow"), f" {line}", to=out)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("verdict", no_wrap=True)
     table.add_column("case", overflow="fold", ratio=3)

@@ -9,6 +9,7 @@ consoles take text literally: style is given apart from the text (`say(("error:"
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 from rich.console import Console
@@ -22,6 +23,15 @@ Part = str | tuple[str, str]
 def console(width: int | None = None) -> Console:
     """Standard output; `width` fixes the width tables are laid out for (a log file)."""
     return Console(highlight=False, markup=False, emoji=False, width=width)
+
+
+def table_console() -> Console:
+    """Standard output for wide tables: on a terminal (or with COLUMNS set) its width; in a
+    log (CI, a pipe), 160 columns, since rich's default of 80 would fold every cell."""
+    out = console()
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        return console(160)
+    return out
 
 
 @lru_cache(maxsize=1)

@@ -189,10 +189,7 @@ def add_to_history(store_path: Path, run_dir: Path) -> None:
     try:
         result = add_run(HistoryStore(store_path, create=True), run_dir)
     except BenchError as exc:
-        error_console().print(f"[yellow]warning:[/] not added to the history: "
-                              f"{escape(str(exc))}; retry with: archbench history add "
-                              f"--store {escape(str(store_path))} {escape(str(run_dir))}",
-                              soft_wrap=True, highlight=False)
+        say(("warning:", "yellow"), f" not added to the history: {exc}; retry with: archbench "
+            f"history add --store {store_path} {run_dir}", err=True)
         return
-    console().print(f"history: {result.added} case(s) added to {escape(str(store_path))}",
-                    soft_wrap=True, highlight=False)
+    say(f"history: {result.added} case(s) added to {store_path}")
