@@ -61,6 +61,14 @@ def fingerprint(env: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def hardware_hash(env: Mapping[str, Any]) -> str:
+    """The fingerprint without the thread count: two nodes (or a node and a machine) with
+    the same value are the same hardware and software, whatever threads a run chose."""
+    payload = json.dumps({k: v for k, v in fingerprint(env).items() if k != "threads"},
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
 def fingerprint_hash(env: Mapping[str, Any]) -> str:
     payload = json.dumps(fingerprint(env), sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

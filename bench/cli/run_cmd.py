@@ -21,6 +21,7 @@ from bench.cli.console import Part, console, say
 from bench.cli.report_cmd import report_after_run
 from bench.cli.suites import add_suite_arguments, load_suites
 from bench.engine.backends import ISOLATION_HELP, ISOLATION_MODES
+from bench.engine.executor import EXECUTORS
 from bench.results.record import FAILURE_STATUSES
 
 if TYPE_CHECKING:  # the runner pulls in numpy/scipy: imported when a run starts, not for --help
@@ -45,6 +46,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                         help="continue the run in --out, skipping cases already recorded")
     parser.add_argument("--isolation", choices=ISOLATION_MODES, default="forkserver",
                         help=ISOLATION_HELP)
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="local (default): one case at a time on this machine; ray: each "
+                             "case repeat a task on a Ray cluster, one timed case per GPU and "
+                             "one timed CPU case per node (pip install 'archbench[ray]')")
+    parser.add_argument("--ray-address", metavar="auto|HOST:PORT",
+                        help="with --executor ray: the cluster to use (auto: the one this "
+                             "machine belongs to); default: RAY_ADDRESS, else a Ray instance "
+                             "started on this machine for the run")
+    parser.add_argument("--cpu-slots", type=int, default=1, metavar="N",
+                        help="with --executor ray: timed CPU cases at once per node (default "
+                             "1; more makes them disturb each other, and each record says so)")
     parser.add_argument("--profile", action="store_true",
                         help="after timing each case, run torch.profiler over a few calls: top "
                              "operators in the record, a Chrome trace in RUN_DIR/traces/")
@@ -70,7 +82,8 @@ def handle(args: argparse.Namespace) -> int:
         args.settings = [*args.settings, f'measure="{args.measure}"']
     suites, cases = load_suites(args)
     options = RunOptions(out=args.out, isolation=args.isolation, resume=args.resume,
-                         command=["archbench", *sys.argv[1:]])
+                         command=["archbench", *sys.argv[1:]], executor=args.executor,
+                         ray_address=args.ray_address, cpu_slots=args.cpu_slots)
     observer = ProgressObserver()
     try:
         with observer:
@@ -134,6 +147,9 @@ class ProgressObserver:
         width = len(str(total))
         repeats = int(record.settings.get("repeats", 1))
         of = f" (repeat {record.repeat + 1}/{repeats})" if repeats > 1 else ""
+        node = record.info.get("node") or {}
+        if node.get("node_id"):  # ran on a cluster node
+            of += f" on {node.get('hostname')}:{str(node['node_id'])[:6]}"
         say(_status(record.status), f" [{index:>{width}}/{total}] {record.name}{of}  "
                                     f"{describe(record)}")
 

@@ -13,29 +13,30 @@ import random
 import shlex
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from bench import env
 from bench._version import __version__
-from bench.collectors import peaks_cache
-from bench.engine.backends import backend_for
-from bench.engine.counting import CountingWorker, counter_label, perf_instructions
+from bench.engine.backends import ISOLATION_MODES, backend_for
+from bench.engine.case import probe_torch, run_case
+from bench.engine.counting import counter_label, perf_instructions
+from bench.engine.executor import EXECUTORS, Executor, OnFinished, OnStarted, RunContext
+from bench.engine.local_executor import LocalExecutor
 from bench.engine.outcome import Backend
-from bench.engine.record import make_record
-from bench.engine.sampling import CaseSampling
-from bench.errors import BenchError, FileProblem
-from bench.measure import entry
-from bench.measure.protocol import Message, WorkerJob
+from bench.errors import BenchError, BenchWarning, FileProblem
 from bench.results.lock import LOCK_FILE, RunFolderLock
 from bench.results.record import Record
 from bench.results.store import ResultsStore, read_run
 from bench.suite.spec import Case, Suite
+
+__all__ = ["RunInterrupted", "RunOptions", "RunResult", "RunSession", "probe_torch", "run",
+           "run_case"]
 
 DEFAULT_RUNS_DIR = Path("reports") / "runs"
 
@@ -129,31 +130,70 @@ class RunOptions:
     resume: bool = False
     #: Passed on the command line, kept in run.json so the run can be repeated exactly.
     command: list[str] = field(default_factory=list)
+    #: Where cases execute: "local" (this machine, one at a time) or "ray" (a cluster).
+    executor: str = "local"
+    #: Ray: None (a Ray instance on this machine for the run), "auto" or "HOST:PORT".
+    ray_address: str | None = None
+    #: Ray: timed CPU cases at once per node (more than 1 disturbs them; records say so).
+    cpu_slots: int = 1
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise BenchError(f"unknown executor {self.executor!r}; use one of "
+                             f"{', '.join(EXECUTORS)}")
+        if self.isolation not in ISOLATION_MODES:
+            raise BenchError(f"unknown isolation {self.isolation!r}; use one of "
+                             f"{', '.join(ISOLATION_MODES)}")
+        if self.executor != "ray" and (self.ray_address is not None or self.cpu_slots != 1):
+            raise BenchError("--ray-address and --cpu-slots apply to --executor ray only")
+        if self.executor == "ray" and self.isolation != "forkserver":
+            raise BenchError(f"--isolation {self.isolation} cannot run on Ray: each node runs "
+                             "cases in forkserver workers (drop --isolation)")
+
+
+def make_executor(options: RunOptions, backend: Backend | None = None) -> Executor:
+    """The run's executor, ready: a missing Ray or a bad address fails here, before any run
+    folder is made. `backend` replaces the local executor's (tests run plans without
+    workers)."""
+    if options.executor == "ray":
+        from bench.engine.ray_executor import RayExecutor, RayOptions
+
+        return RayExecutor(RayOptions(address=options.ray_address, cpu_slots=options.cpu_slots))
+    return LocalExecutor(backend or backend_for(options.isolation))
 
 
 def run(suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
-        observer: RunObserver | None = None, backend: Backend | None = None) -> RunResult:
+        observer: RunObserver | None = None, backend: Backend | None = None,
+        executor: Executor | None = None) -> RunResult:
     """Run `cases` (taken from `suites`) into a run folder; returns the records of this run.
 
     A case with `repeats = R` is measured by R workers: the run visits the cases round-robin
     R times, so each case's repeats sample the machine at different moments of the run.
-    `backend` replaces the one `options.isolation` names (tests run the plan without workers).
+    `backend` replaces the one `options.isolation` names (tests run the plan without workers);
+    `executor` the one `options.executor` names (benchmarks run stand-in cases on Ray).
     """
     with _signals_interrupt() as received:
-        session = RunSession(suites, cases, options, backend)
+        session = RunSession(suites, cases, options, backend, executor)
         plan = session.plan(cases)
         total = len(plan) + session.skipped
         result = RunResult(run_dir=session.run_dir, skipped=session.skipped)
+        sent = 0
+
+        def started(case: Case, repeat: int) -> None:
+            nonlocal sent
+            sent += 1
+            if observer:
+                observer.case_started(session.skipped + sent, total, case)
+
+        def finished(record: Record) -> None:
+            result.records.append(record)
+            if observer:
+                observer.case_finished(session.skipped + len(result.records), total, record)
+
         try:
             if observer:
                 observer.run_started(session.run_dir, total, session.skipped)
-            for index, (case, repeat) in enumerate(plan, start=session.skipped + 1):
-                if observer:
-                    observer.case_started(index, total, case)
-                record = session.run_case(case, repeat)
-                result.records.append(record)
-                if observer:
-                    observer.case_finished(index, total, record)
+            session.execute(plan, started, finished)
         except KeyboardInterrupt:
             session.close("interrupted")
             raise RunInterrupted(session.run_dir, session.skipped + len(result.records), total,
@@ -165,45 +205,6 @@ def run(suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
             raise
         session.close("complete")
     return result
-
-
-def run_case(case: Case, backend: Backend, run_id: str, *, search_path: Sequence[str] = (),
-             log_dir: Path | None = None,
-             on_message: Callable[[Message], None] | None = None,
-             run_dir: Path | None = None,
-             calibrations: peaks_cache.Index | None = None, repeat: int = 0) -> Record:
-    """Run one case on a backend and turn whatever happened into a Record.
-
-    Parent-side collectors (`bench.engine.sampling`) sample the worker while it runs;
-    `calibrations` supplies the peaks for the roofline figures.
-    """
-    started = datetime.now(UTC)
-    stem = case.case_id if repeat == 0 else f"{case.case_id}-r{repeat}"
-    log_path = str(log_dir / f"{stem}.log") if log_dir else None
-    job = WorkerJob(case=case, search_path=tuple(search_path), log_path=log_path,
-                    run_dir=str(run_dir) if run_dir else None, repeat=repeat)
-    peaks = calibrations.for_threads(case.settings.threads) if calibrations else (
-        None, "no calibration lookup: the case ran outside a run folder")
-    session = CaseSampling(case, inline=backend.name == "inline", calibration=peaks)
-    clock_start = time.perf_counter()
-    with session:
-        outcome = backend.run(job, case.settings.timeout_s, session.listen(on_message),
-                              on_start=session.start)
-    collected = session.finish(outcome)
-    record = make_record(case, outcome, run_id, started_at=started.isoformat(),
-                         duration_s=time.perf_counter() - clock_start, collected=collected,
-                         repeat=repeat)
-    if log_path and not _has_content(log_path):
-        Path(log_path).unlink(missing_ok=True)
-    return record
-
-
-def probe_torch(backend: Backend) -> dict[str, Any]:
-    """Torch build info, read in a worker so this process never imports torch or CUDA."""
-    try:
-        return dict(backend.call(entry.torch_info))
-    except Exception as exc:  # the run can go on; the record says why the info is missing
-        return {"torch_probe_error": f"{type(exc).__name__}: {exc}"}
 
 
 # ---- run folder -----------------------------------------------------------------------------
@@ -250,11 +251,10 @@ def _refuse_if_used(out: Path) -> None:
 
 
 def _run_meta(run_dir: Path, suites: Sequence[Suite], cases: Sequence[Case],
-              options: RunOptions, backend: Backend, store: ResultsStore) -> dict[str, Any]:
+              options: RunOptions, executor: Executor, store: ResultsStore) -> dict[str, Any]:
     previous = store.read_run() if options.resume else {}
-    host = env.host_info()
-    torch_side = probe_torch(backend)
-    environment = {**host, **torch_side, "threads": _threads(cases, torch_side)}
+    environment = executor.environment()
+    environment["threads"] = _threads(cases, environment)
     counters = sorted({counter_label(c.settings.count_isa) for c in cases
                        if c.settings.counted})
     if counters:  # in the fingerprint: counts from another valgrind or ISA do not compare
@@ -270,11 +270,12 @@ def _run_meta(run_dir: Path, suites: Sequence[Suite], cases: Sequence[Case],
         "ended_at": None,
         "suites": [s.to_dict() for s in suites],
         "cases_total": len(cases),
-        "isolation": backend.name,
+        "isolation": executor.isolation,
         "command": options.command,
         "cwd": os.getcwd(),
         "env": environment,
         "fingerprint": env.fingerprint(environment),
+        **executor.describe(),
     }
 
 
@@ -297,55 +298,47 @@ def _search_path(suites: Sequence[Suite]) -> list[str]:
     return list(dict.fromkeys(folders))
 
 
-def _has_content(path: str) -> bool:
-    try:
-        return os.path.getsize(path) > 0
-    except OSError:
-        return False
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
 class RunSession:
-    """A run folder open for cases: the one place a run's folder, metadata, isolation,
-    collectors and records come together. `run()` drives it through a plan; the pytest
-    plugin runs a case when pytest reaches its item. `close()` marks the run complete (or
-    whatever status is given) and releases the worker backend.
+    """A run folder open for cases: the one place a run's folder, metadata, executor and
+    records come together. `run()` drives it through a plan; the pytest plugin runs a case
+    when pytest reaches its item. `close()` marks the run complete (or whatever status is
+    given) and releases the executor.
     """
 
     def __init__(self, suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
-                 backend: Backend | None = None) -> None:
-        self.run_dir, self.lock = _prepare_run_dir(suites, options)
+                 backend: Backend | None = None, executor: Executor | None = None) -> None:
+        #: An executor handed in is the caller's to close (it may run more than one run).
+        self._own_executor = executor is None
+        self.executor = executor or make_executor(options, backend)
+        self.lock: RunFolderLock | None = None
         try:
-            self._open(suites, cases, options, backend)
+            self.executor.check(cases)
+            self.run_dir, self.lock = _prepare_run_dir(suites, options)
+            self.store = ResultsStore(self.run_dir)
+            #: (case_id, repeat) on disk: from the run resumed, then each one stored.
+            self.done = ({(r.case_id, r.repeat) for r in self.store.records()}
+                         if options.resume else set())
+            self.skipped = 0
+            self.meta = _run_meta(self.run_dir, suites, cases, options, self.executor,
+                                  self.store)
+            self.store.write_run(self.meta)
+            self.search_path = _search_path(suites)
+            self.records: list[Record] = []
+            (self.run_dir / "logs").mkdir(exist_ok=True)
         except BaseException as exc:
-            if hasattr(self, "meta"):  # run.json says "running": say what became of it
-                with contextlib.suppress(OSError):
+            if hasattr(self, "meta"):  # run.json may say "running": say what became of it
+                with contextlib.suppress(OSError, FileProblem):
                     _finish(self.store, self.meta, "interrupted"
                             if isinstance(exc, KeyboardInterrupt) else "failed")
-            if hasattr(self, "backend"):
-                self.backend.close()
-            self.lock.release()
+            if self._own_executor:
+                self.executor.close()
+            if self.lock is not None:
+                self.lock.release()
             raise
-
-    def _open(self, suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
-              backend: Backend | None) -> None:
-        self.store = ResultsStore(self.run_dir)
-        #: (case_id, repeat) already on disk when resuming: not run again.
-        self.done = ({(r.case_id, r.repeat) for r in self.store.records()} if options.resume
-                     else set())
-        self.skipped = 0
-        self.backend = backend or backend_for(options.isolation)
-        self.meta = _run_meta(self.run_dir, suites, cases, options, self.backend, self.store)
-        self.store.write_run(self.meta)
-        self.search_path = _search_path(suites)
-        self.calibrations = peaks_cache.Index(self.meta["env"])
-        self.records: list[Record] = []
-        #: Counting workers by `count_isa`, started when the first counted case comes.
-        self.counting: dict[str, CountingWorker] = {}
-        (self.run_dir / "logs").mkdir(exist_ok=True)
 
     @property
     def run_id(self) -> str:
@@ -371,22 +364,31 @@ class RunSession:
         self.skipped = len(every) - len(todo)
         return todo
 
+    @property
+    def context(self) -> RunContext:
+        return RunContext(run_id=self.run_id, run_dir=self.run_dir,
+                          search_path=tuple(self.search_path))
+
+    def execute(self, plan: Sequence[tuple[Case, int]], started: OnStarted | None = None,
+                finished: Callable[[Record], None] | None = None) -> None:
+        """Run a plan on the executor, storing each record (and the files its case wrote)
+        as it arrives; `finished` hears of each record once it is on disk."""
+        def store(record: Record, files: Mapping[str, bytes]) -> None:
+            if self.append(record, files) and finished is not None:
+                finished(record)
+
+        on_finished: OnFinished = store
+        self.executor.execute(plan, self.context, started or (lambda case, repeat: None),
+                              on_finished)
+
     def run_case(self, case: Case, repeat: int = 0) -> Record:
-        """Measure one repeat of a case in a worker and store its record. A counted case
-        (measure = "instructions") goes to the run's counting worker, whatever the
-        isolation, with the settings it is counted with."""
-        backend = self.backend
-        if case.settings.counted:
-            case = replace(case, settings=case.settings.for_counting())
-            isa = case.settings.count_isa
-            backend = self.counting.get(isa) or self.counting.setdefault(isa,
-                                                                         CountingWorker(isa))
-        record = run_case(case, backend, self.run_id, search_path=self.search_path,
-                          log_dir=self.run_dir / "logs" if backend.name != "inline"
-                          else None, run_dir=self.run_dir, calibrations=self.calibrations,
-                          repeat=repeat)
-        self.append(record)
-        return record
+        """Measure one repeat of a case and store its record."""
+        records: list[Record] = []
+        self.execute([(case, repeat)], finished=records.append)
+        if not records:
+            raise BenchError(f"{case.name} (repeat {repeat}) is already recorded in "
+                             f"{self.run_dir}")
+        return records[0]
 
     def measure(self, cases: Sequence[Case],
                 progress: Callable[[int, int, Case, int], None] | None = None
@@ -396,18 +398,33 @@ class RunSession:
         from bench.results.repeats import merge_repeats
 
         plan = self.plan(cases)
-        for index, (case, repeat) in enumerate(plan, start=1):
+        sent = 0
+
+        def started(case: Case, repeat: int) -> None:
+            nonlocal sent
+            sent += 1
             if progress:
-                progress(index, len(plan), case, repeat)
-            self.run_case(case, repeat)
+                progress(sent, len(plan), case, repeat)
+
+        self.execute(plan, started)
         wanted = {c.case_id for c in cases}
         mine = [r for r in self.store.records() if r.case_id in wanted]
         return {r.case_id: r for r in merge_repeats(mine)}
 
-    def append(self, record: Record) -> None:
-        """Store a record made elsewhere (e.g. measured in-process) in this run."""
+    def append(self, record: Record, files: Mapping[str, bytes] | None = None) -> bool:
+        """Store a record (with files its case wrote elsewhere, by run-folder path); False,
+        with a warning, for a repeat this run already holds: a case is never recorded twice."""
+        key = (record.case_id, record.repeat)
+        if key in self.done:
+            warnings.warn(f"{record.name} repeat {record.repeat} came back twice; the record "
+                          "already stored is kept", BenchWarning, stacklevel=2)
+            return False
+        for name, data in (files or {}).items():
+            self._write_file(name, data)
         self.store.append(record)
+        self.done.add(key)
         self.records.append(record)
+        return True
 
     def close(self, status: str = "complete", keep: BaseException | None = None) -> None:
         """Mark the run `status` in run.json, stop the workers and release the folder.
@@ -416,14 +433,23 @@ class RunSession:
         in favour of it: a full disk must not hide why the run stopped.
         """
         try:
+            self.meta.update(self.executor.describe())
             _finish(self.store, self.meta, status)
-        except OSError:
+        except (OSError, FileProblem):
             if keep is None:
                 raise
         finally:
             try:
-                for worker in self.counting.values():
-                    worker.close()
-                self.backend.close()
+                if self._own_executor:
+                    self.executor.close()
             finally:
-                self.lock.release()
+                if self.lock is not None:
+                    self.lock.release()
+
+    def _write_file(self, name: str, data: bytes) -> None:
+        relative = PurePosixPath(name)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise BenchError(f"refusing to write {name!r} outside the run folder {self.run_dir}")
+        path = self.run_dir.joinpath(*relative.parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)

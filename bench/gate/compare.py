@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.env import FINGERPRINT_KEYS, fingerprint
+from bench.env import FINGERPRINT_KEYS, fingerprint, hardware_hash
 from bench.errors import CompareError
 from bench.gate.significance import (
     CORRECTIONS,
@@ -149,6 +149,8 @@ class Comparison:
     thresholds: tuple[str, ...] = field(default_factory=tuple)
     #: Cases present on both sides (each has at least a status row unless all metrics are off).
     cases_compared: int = 0
+    #: Labels of the runs whose cases ran on more than one kind of node (a Ray cluster).
+    mixed_hardware: tuple[str, ...] = ()
 
     @property
     def regressions(self) -> tuple[MetricVerdict, ...]:
@@ -184,6 +186,7 @@ class Comparison:
             "counts": self.counts(),
             "regression": self.has_regression,
             "cases_compared": self.cases_compared,
+            "mixed_hardware": list(self.mixed_hardware),
             "only_in_baseline": list(self.only_in_baseline),
             "only_in_candidate": list(self.only_in_candidate),
             "verdicts": [plain(v.to_dict()) for v in self.verdicts],
@@ -218,9 +221,13 @@ def compare_runs(baseline: RunLike | RunData, candidate: RunLike | RunData,
     mismatch = env_mismatch(base.env, cand.env)
     if mismatch and not options.allow_env_mismatch:
         raise EnvMismatch(mismatch)
-    return compare_records(base.records, cand.records, options, env_mismatch=mismatch,
-                           env_checked=base.env is not None and cand.env is not None,
-                           labels=(base.label or "baseline", cand.label or "candidate"))
+    labels = (base.label or "baseline", cand.label or "candidate")
+    comparison = compare_records(base.records, cand.records, options, env_mismatch=mismatch,
+                                 env_checked=base.env is not None and cand.env is not None,
+                                 labels=labels, envs=(base.env, cand.env))
+    mixed = tuple(label for label, run in zip(labels, (base, cand), strict=True)
+                  if run.env and run.env.get("mixed_hardware"))
+    return replace(comparison, mixed_hardware=mixed)
 
 
 def env_mismatch(baseline: Mapping[str, Any] | None,
@@ -237,11 +244,18 @@ def env_mismatch(baseline: Mapping[str, Any] | None,
 def compare_records(baseline: Sequence[Record], candidate: Sequence[Record],
                     options: CompareOptions | None = None, *,
                     env_mismatch: Mapping[str, Any] | None = None, env_checked: bool = False,
-                    labels: tuple[str, str] = ("baseline", "candidate")) -> Comparison:
-    """The verdicts for two lists of records (the last record of a case_id wins)."""
+                    labels: tuple[str, str] = ("baseline", "candidate"),
+                    envs: tuple[Mapping[str, Any] | None, Mapping[str, Any] | None] = (None, None)
+                    ) -> Comparison:
+    """The verdicts for two lists of records (the last record of a case_id wins).
+
+    Cases measured on a cluster are matched per node hardware: a case whose repeats ran on
+    other hardware in one run than in the other is not compared (unless env mismatches are
+    allowed), since its timing would be the machines' difference."""
     options = options or CompareOptions()
     base = {r.case_id: r for r in merge_repeats(baseline)}
     cand = {r.case_id: r for r in merge_repeats(candidate)}
+    base_hw, cand_hw = hardware_by_case(baseline, envs[0]), hardware_by_case(candidate, envs[1])
     common = [cid for cid in base if cid in cand]
     rows: list[MetricVerdict] = []
     timing: dict[int, _TimingTest] = {}  # row index -> its test, decided once all are in
@@ -249,6 +263,10 @@ def compare_records(baseline: Sequence[Record], candidate: Sequence[Record],
         b, c = base[case_id], cand[case_id]
         if b.status != "ok" or c.status != "ok":
             rows.append(_status_verdict(b, c))
+            continue
+        hw_b, hw_c = base_hw.get(case_id), cand_hw.get(case_id)
+        if hw_b and hw_c and hw_b != hw_c and not options.allow_env_mismatch:
+            rows.append(_hardware_verdict(c, hw_b, hw_c))
             continue
         test = _timing_test(b, c, options)
         if test is not None:
@@ -435,6 +453,31 @@ def _scalar_verdict(spec: MetricSpec, c: Record, xb: float, xc: float,
                          candidate=xc, delta_pct=delta, ci_low_pct=None, ci_high_pct=None,
                          p_value=None, p_adjusted=None, verdict=verdict, kind=spec.kind,
                          threshold=threshold, note=note)
+
+
+def hardware_by_case(records: Sequence[Record], run_env: Mapping[str, Any] | None
+                     ) -> dict[str, frozenset[str]]:
+    """The node hardware each case's repeats ran on (records from a cluster say which;
+    others ran where the run did); cases with no known hardware are left out."""
+    default = hardware_hash(run_env) if run_env else None
+    out: dict[str, set[str]] = {}
+    for record in records:
+        node = record.info.get("node") or {}
+        key = node.get("hardware") or (None if node else default)
+        if key:
+            out.setdefault(record.case_id, set()).add(str(key))
+    return {case_id: frozenset(keys) for case_id, keys in out.items()}
+
+
+def _hardware_verdict(c: Record, base_hw: frozenset[str], cand_hw: frozenset[str]
+                      ) -> MetricVerdict:
+    note = (f"measured on other hardware in the two runs (node fingerprints "
+            f"{', '.join(sorted(base_hw))} vs {', '.join(sorted(cand_hw))}): not compared; "
+            "pass --allow-env-mismatch to compare anyway")
+    return MetricVerdict(case_id=c.case_id, name=c.name, metric="hardware", baseline=None,
+                         candidate=None, delta_pct=None, ci_low_pct=None, ci_high_pct=None,
+                         p_value=None, p_adjusted=None, verdict="inconclusive", kind="status",
+                         note=note)
 
 
 def _status_verdict(b: Record, c: Record) -> MetricVerdict:

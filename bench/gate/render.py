@@ -47,6 +47,13 @@ def drift_lines(comparison: Comparison) -> list[str]:
 
 
 def env_lines(comparison: Comparison) -> list[str]:
+    lines = [f"{label} ran on more than one kind of node (a mixed cluster): cases are compared "
+             "only where both runs measured them on the same hardware."
+             for label in comparison.mixed_hardware]
+    return lines + _env_lines(comparison)
+
+
+def _env_lines(comparison: Comparison) -> list[str]:
     if comparison.env_mismatch:
         diffs = "; ".join(f"{k}: {v['baseline']!r} vs {v['candidate']!r}"
                           for k, v in comparison.env_mismatch.items())

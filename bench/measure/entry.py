@@ -5,6 +5,7 @@ can name them (as a process target, or a function to call in a worker) without l
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from bench.measure.protocol import Send, WorkerJob
@@ -13,6 +14,7 @@ from bench.suite.spec import Case
 
 def worker_entry(job: WorkerJob, conn: Any) -> None:
     """Target of a case's worker process."""
+    os.environ.update(dict(job.environ))  # before CUDA is initialised, which reads them
     from bench.measure.worker import worker_main
 
     worker_main(job, conn)

@@ -28,6 +28,8 @@ class WorkerJob:
     run_dir: str | None = None
     #: Which of the case's repeats this worker measures (0-based).
     repeat: int = 0
+    #: Environment variables the worker sets before anything reads them (sorted pairs).
+    environ: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from bench.engine.backends import ISOLATION_HELP, ISOLATION_MODES
+from bench.engine.executor import EXECUTORS
 from bench.errors import BenchError
 from bench.gate.thresholds import THRESHOLD_HELP
 from bench.pytest.fixture import archbench
@@ -56,6 +57,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "needed; see `archbench history`)")
     group.addoption("--archbench-isolation", choices=ISOLATION_MODES, default="forkserver",
                     help=ISOLATION_HELP)
+    group.addoption("--archbench-executor", choices=EXECUTORS, default="local",
+                    help="local (default): one case at a time here; ray: on a Ray cluster, "
+                         "every selected case measured first (pip install 'archbench[ray]')")
+    group.addoption("--archbench-ray-address", metavar="auto|HOST:PORT",
+                    help="with --archbench-executor ray: the cluster (default: RAY_ADDRESS, "
+                         "else a Ray instance on this machine)")
+    group.addoption("--archbench-cpu-slots", type=int, default=1, metavar="N",
+                    help="with --archbench-executor ray: timed CPU cases at once per node")
     group.addoption("--archbench-set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a measurement setting, e.g. max_time_s=1")
     group.addoption("--archbench-baselines-dir", metavar="DIR", help=BASELINES_DIR_HELP)

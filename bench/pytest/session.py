@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,11 @@ class PluginState:
             raise BenchError(f"--archbench-out {self.out} already holds files; choose a new "
                              "folder")
         self.isolation: str = opt("archbench_isolation")
+        # Checked now, so a bad combination is a usage error before anything is collected.
+        self.run_options = RunOptions(out=self.out, isolation=self.isolation,
+                                      executor=opt("archbench_executor"),
+                                      ray_address=opt("archbench_ray_address"),
+                                      cpu_slots=opt("archbench_cpu_slots"))
         fail_spec = opt("archbench_fail")
         baseline_ref = opt("archbench_baseline")
         if fail_spec and not baseline_ref:
@@ -77,9 +83,11 @@ class PluginState:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         """With --archbench-fail, measure every selected case before the items report: the
-        correction across cases needs all their p-values."""
-        if (session.config.option.collectonly or not self.fail_on_regression
-                or not self.case_items or session.testsfailed):
+        correction across cases needs all their p-values. On Ray too: the cluster measures
+        them side by side instead of one per item."""
+        measure_first = self.fail_on_regression or self.run_options.executor != "local"
+        if session.config.option.collectonly or not measure_first or not self.case_items \
+                or session.testsfailed:
             return
 
         def progress(index: int, total: int, case: Case, repeat: int) -> None:
@@ -90,8 +98,9 @@ class PluginState:
         records = self.open_run().measure([item.case for item in self.case_items], progress)
         for item in self.case_items:
             self.records[item.nodeid] = records[item.case.case_id]
-        self.suite_comparison = self._compare([self.records[i.nodeid] for i in self.case_items],
-                                              suite=True)
+        if self.fail_on_regression:
+            self.suite_comparison = self._compare(
+                [self.records[i.nodeid] for i in self.case_items], suite=True)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.run is None:
@@ -132,9 +141,7 @@ class PluginState:
             suites = list({id(i.suite): i.suite for i in self.case_items}.values())
             cases = [i.case for i in self.case_items]
             command = ["pytest", *self.config.invocation_params.args]
-            self.run = RunSession(suites, cases, RunOptions(out=self.out,
-                                                            isolation=self.isolation,
-                                                            command=command))
+            self.run = RunSession(suites, cases, replace(self.run_options, command=command))
         return self.run
 
     def record_for(self, item: CaseItem) -> Record:

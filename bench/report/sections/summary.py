@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -119,6 +120,9 @@ ENV_ROWS: tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...] = (
     ("OMP_NUM_THREADS", _value("omp_num_threads")),
     ("CUDA_VISIBLE_DEVICES", _value("cuda_visible_devices")),
     ("git", _git),
+    ("mixed hardware", lambda e: f"yes: {len(e['mixed_hardware'])} nodes, "
+     f"{len({json.dumps(v, sort_keys=True) for v in e['mixed_hardware'].values()})} kinds"
+     if e.get("mixed_hardware") else "–"),
 )
 
 
@@ -146,6 +150,16 @@ def _when(stamp: Any) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if moment.tzinfo else "")
 
 
+def _executor(meta: Mapping[str, Any]) -> str:
+    """"ray, 3 nodes (host-a, host-b)" for a cluster run; "–" for a run on one machine."""
+    executor = meta.get("executor") or {}
+    if executor.get("name") != "ray":
+        return "–"
+    nodes = meta.get("nodes") or {}
+    hosts = sorted({str(n.get("hostname")) for n in nodes.values()})
+    return f"ray, {len(nodes)} node(s) ({', '.join(hosts)})"
+
+
 def run_facts(run: RunFrame) -> list[tuple[str, str]]:
     meta = run.meta
     suites = meta.get("suites") or []
@@ -158,6 +172,7 @@ def run_facts(run: RunFrame) -> list[tuple[str, str]]:
         ("started / ended", f"{_when(meta.get('started_at'))} / {_when(meta.get('ended_at'))}"
          if meta.get("started_at") else "–"),
         ("isolation", str(meta.get("isolation") or "–")),
+        ("executor", _executor(meta)),
         ("archbench", str(meta.get("archbench_version") or "–")),
         ("command", " ".join(meta.get("command") or []) or "–"),
     ]
