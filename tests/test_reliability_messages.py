@@ -13,7 +13,7 @@ import pytest
 import torch._dynamo  # noqa: F401
 
 from bench.cli import main
-from bench.cli.console import say
+from bench.cli.console import console, error_console, say
 from bench.engine.process import crash_excerpt
 from bench.engine.runner import resume_command
 from bench.errors import FileProblem
@@ -22,8 +22,19 @@ from bench.files import problem, read_text
 pytest_plugins = ["pytester"]
 
 
-def test_messages_reach_the_terminal_literally_and_unwrapped(capsys, monkeypatch):
+@pytest.fixture
+def narrow_terminal(monkeypatch):
+    """A 40-column terminal, with consoles made for it (and dropped after: they are cached)."""
     monkeypatch.setenv("COLUMNS", "40")
+    console.cache_clear()
+    error_console.cache_clear()
+    yield
+    console.cache_clear()
+    error_console.cache_clear()
+
+
+def test_messages_reach_the_terminal_literally_and_unwrapped(capsys, narrow_terminal):
+    assert console().width == 40
     text = ("Set `repeats = 5` in the suite's [settings] for a gate :warning: [bold]x[/] "
             "archbench run 'my suites/a.toml' --resume --out reports/runs/20261130-a-long-name")
     say(("warning:", "yellow"), " ", text)
