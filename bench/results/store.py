@@ -220,7 +220,7 @@ def load_run(path: str | Path) -> RunData:
     if not isinstance(env, dict):
         raise ResultsError(f"{folder / RUN_FILE}: no `env` (the machine and software the run "
                            "measured on), so the gate cannot check the runs are comparable; "
-                           "the file is damaged or hand-written: restore it, or compare the "
-                           "results.jsonl files to skip the check")
+                           "the file is damaged or hand-written: restore it from a copy, or "
+                           "run the suite again")
     return RunData(records=records, env=dict(env),
                    label=str(meta.get("run_id") or folder.name), path=folder, meta=meta)
