@@ -59,3 +59,15 @@ def one_of(choices: Iterable[str]) -> str:
     if len(quoted) <= 1:
         return "".join(quoted)
     return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+class FileProblem(BenchError):
+    """A file or folder archbench reads or writes is unusable: missing permission, a full
+    disk, a file where a folder should be, bytes that are not UTF-8 text...
+
+    Built by `bench.files.problem`, the one place such errors are worded.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        super().__init__(message)

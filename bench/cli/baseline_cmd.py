@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from bench.cli.console import console
+from bench.cli.console import console, say, styled
 from bench.results.baselines import (
     BASELINES_DIR_HELP,
     BASELINES_ENV,
@@ -47,23 +47,23 @@ def handle(args: argparse.Namespace) -> int:
     if args.action == "save":
         info = save(args.run, args.name, directory)
         replaced = f" (replaced run {info['replaced']})" if info["replaced"] else ""
-        out.print(f"saved baseline {info['name']}: run {info['run_id']}, {info['cases']} "
-                  f"case(s), in {info['path']}{replaced}", soft_wrap=True)
+        say(f"saved baseline {info['name']}: run {info['run_id']}, {info['cases']} "
+                  f"case(s), in {info['path']}{replaced}")
         return 0
     baselines = list_baselines(directory)
     if args.json:
         print(json.dumps(baselines, indent=2))
         return 0
     if not baselines:
-        out.print(f"no baselines in {directory}; save one with `archbench baseline save RUN "
-                  "--name NAME`", soft_wrap=True)
+        say(f"no baselines in {directory}; save one with `archbench baseline save RUN "
+                  "--name NAME`")
         return 0
     table = Table(title=str(directory), title_justify="left")
     for column in ("name", "run", "saved", "suites", "cases", "machine", "commit"):
         table.add_column(column, overflow="fold")
     for b in baselines:
         if "error" in b:
-            table.add_row(b["name"], f"[red]{b['error']}[/]", "", "", "", "", "")
+            table.add_row(b["name"], styled((str(b["error"]), "red")), "", "", "", "", "")
             continue
         machine = ", ".join([str(b["cpu_model"] or "?"), *b["gpus"]])
         table.add_row(b["name"], str(b["run_id"]), str(b["saved_at"] or "")[:19],

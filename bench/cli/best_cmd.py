@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
-from bench.cli.console import console
+from bench.cli.console import say, table_console
 
 if TYPE_CHECKING:
     from bench.decide import Answer
@@ -98,31 +97,27 @@ def _table(columns: Sequence[str], rows: list[list[str]]) -> Table:
 def print_answer(result: Answer) -> None:
     from bench.decide import render
 
-    out = console()
-    if not out.is_terminal and "COLUMNS" not in os.environ:
-        out = Console(highlight=False, width=160)  # a log has no width to respect
-    out.print(f"[bold]question:[/] {render.question_line(result)}", soft_wrap=True,
-              markup=True)
+    out = table_console()
+    say(("question:", "bold"), f" {render.question_line(result)}", to=out)
     style = "bold green" if not result.ranking.empty else "bold yellow"
-    out.print(render.headline(result), style=style, soft_wrap=True, markup=False)
+    say((render.headline(result), style), to=out)
     if not result.ranking.empty:
         out.print(_table(render.RANKING_COLUMNS, render.ranking_rows(result)))
         if result.ranking["tied"].any():
-            out.print("=N: statistically tied with the rank above at this confidence",
-                      markup=False)
+            say("=N: statistically tied with the rank above at this confidence", to=out)
     for title, rows in (("uncertain (point values meet, intervals do not)",
                          render.uncertain_rows(result)),
                         ("why not (the best excluded)", render.why_not_rows(result))):
         if rows:
-            out.print(f"\n[bold]{title}[/]")
+            say("\n", (title, "bold"), to=out)
             out.print(_table(("case", "objective [CI]", "why"), rows))
     if not result.pareto.empty:
-        out.print("\n[bold]Pareto-optimal set per family[/]")
+        say("\n", ("Pareto-optimal set per family", "bold"), to=out)
         out.print(_table(render.PARETO_COLUMNS, render.pareto_rows(result)))
     if not result.boundaries.empty:
-        out.print("\n[bold]scaling boundaries (interpolated, not measured)[/]")
+        say("\n", ("scaling boundaries (interpolated, not measured)", "bold"), to=out)
         for row in result.boundaries.to_dict("records"):
-            out.print(f"  {row['family']} {row['knobs']}: {row['statement']}", markup=False)
-    out.print(render.counts_line(result), markup=False)
+            say(f"  {row['family']} {row['knobs']}: {row['statement']}", to=out)
+    say(render.counts_line(result), to=out)
     for note in result.notes:
-        out.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+        say(("note:", "yellow"), f" {note}", to=out)

@@ -9,7 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from bench import env
-from bench.cli.console import console
+from bench.cli.console import console, say
 from bench.collectors import peaks_cache
 from bench.engine.process import ProcessBackend
 from bench.engine.runner import probe_torch
@@ -59,12 +59,12 @@ def handle(args: argparse.Namespace) -> int:
             raise BenchError(f"--device {device}: no CUDA device is available here")
     path = peaks_cache.path_for(environment)
     existing, _ = peaks_cache.load(environment)
-    out = console()
+
     if existing is not None and not args.force and _covers(existing, devices):
-        out.print(f"calibration exists for this environment: {path} (--force to redo)")
+        say(f"calibration exists for this environment: {path} (--force to redo)")
         show(existing)
         return 0
-    out.print(f"calibrating {', '.join(devices)} at {threads} thread(s)...")
+    say(f"calibrating {', '.join(devices)} at {threads} thread(s)...")
     measure = partial(measure_peaks, devices, args.threads, args.quick)
     try:
         data = backend.call(measure, timeout_s=CALIBRATE_TIMEOUT_S)
@@ -72,11 +72,11 @@ def handle(args: argparse.Namespace) -> int:
         raise BenchError(f"calibration failed: {type(exc).__name__}: {exc}") from None
     show(data)
     if args.quick:
-        out.print("quick calibration: not saved (its sizes are too small to be peaks)")
+        say("quick calibration: not saved (its sizes are too small to be peaks)")
         return 0
     if existing is not None and not args.force:
         data["devices"] = {**existing.get("devices", {}), **data["devices"]}
-    out.print(f"saved: {peaks_cache.save(data, environment)}")
+    say(f"saved: {peaks_cache.save(data, environment)}")
     return 0
 
 

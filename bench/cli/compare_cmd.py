@@ -13,10 +13,9 @@ import os
 from pathlib import Path
 
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
-from bench.cli.console import console
+from bench.cli.console import say, table_console
 from bench.errors import CompareError
 from bench.gate import render as compare_output
 from bench.gate.compare import CompareOptions, Comparison, compare_runs
@@ -111,17 +110,13 @@ _STYLE = {"regression": "bold red", "improvement": "green", "inconclusive": "yel
 
 
 def print_table(comparison: Comparison, *, everything: bool = False) -> None:
-    out = console()
-    if not out.is_terminal and "COLUMNS" not in os.environ:
-        # A log (CI, a pipe) has no width to respect; rich's default of 80 would fold every
-        # cell of a 7-column table.
-        out = Console(highlight=False, width=160)
-    out.print(f"[bold]{comparison.baseline_label}[/] (baseline) → "
-              f"[bold]{comparison.candidate_label}[/] (candidate)", soft_wrap=True)
-    out.print(compare_output.settings_line(comparison), soft_wrap=True)
+    out = table_console()
+    say((comparison.baseline_label, "bold"), " (baseline) → ",
+        (comparison.candidate_label, "bold"), " (candidate)", to=out)
+    say(compare_output.settings_line(comparison), to=out)
     for line in [*compare_output.env_lines(comparison), *compare_output.drift_lines(comparison),
                  *compare_output.inconclusive_lines(comparison)]:
-        out.print(f"[bold yellow]warning:[/] {line}", soft_wrap=True)
+        say(("warning:", "bold yellow"), f" {line}", to=out)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("verdict", no_wrap=True)
     table.add_column("case", overflow="fold", ratio=3)
@@ -139,11 +134,11 @@ def print_table(comparison: Comparison, *, everything: bool = False) -> None:
         out.print(table)
     hidden = len(comparison.verdicts) - len(shown)
     if hidden:
-        out.print(f"{hidden} other metric(s) unchanged; --all shows them")
+        say(f"{hidden} other metric(s) unchanged; --all shows them")
     for title, names in (("only in the baseline", comparison.only_in_baseline),
                          ("only in the candidate", comparison.only_in_candidate)):
         if names:
-            out.print(f"{len(names)} case(s) {title}: {', '.join(names)}", soft_wrap=True)
+            say(f"{len(names)} case(s) {title}: {', '.join(names)}")
     style = ("bold red" if comparison.has_regression else
              "bold yellow" if comparison.unresolved() else "bold green")
-    out.print(f"[{style}]{compare_output.headline(comparison)}[/]")
+    say((compare_output.headline(comparison), style))

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench.cli.console import console
+from bench.cli.console import say
 from bench.results.baselines import BASELINES_DIR_HELP, baselines_dir, resolve
 from bench.results.pytest_benchmark import export
 
@@ -32,5 +32,5 @@ def handle(args: argparse.Namespace) -> int:
     args.pytest_benchmark.parent.mkdir(parents=True, exist_ok=True)
     args.pytest_benchmark.write_text(text + "\n")
     measured = sum(r.status == "ok" and bool(r.samples_ns) for r in run.records)
-    console().print(f"wrote {measured} benchmark(s) to {args.pytest_benchmark}", soft_wrap=True)
+    say(f"wrote {measured} benchmark(s) to {args.pytest_benchmark}")
     return 0

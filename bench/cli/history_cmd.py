@@ -18,11 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich import box
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from bench.cli.console import console
+from bench.cli.console import say, table_console
 from bench.errors import ResultsError
 
 if TYPE_CHECKING:
@@ -153,7 +151,7 @@ def handle_add(args: argparse.Namespace) -> int:
         result = add_run(store, run, commit=args.commit, commit_time=args.commit_time,
                          branch=args.branch)
         _say_added(str(run), result.added, result.skipped)
-    console().print(f"store: {escape(str(store.path))}", soft_wrap=True)
+    say(f"store: {store.path}")
     return 0
 
 
@@ -201,14 +199,13 @@ def handle_import(args: argparse.Namespace) -> int:
         result = add_run(store, folder, source=f"baseline {name}", commit=args.commit,
                          commit_time=args.commit_time, branch=args.branch)
         _say_added(f"baseline {name}", result.added, result.skipped)
-    console().print(f"store: {escape(str(store.path))}", soft_wrap=True)
+    say(f"store: {store.path}")
     return 0
 
 
 def _say_added(what: str, added: int, skipped: int) -> None:
     extra = f", {skipped} already stored" if skipped else ""
-    console().print(f"{escape(what)}: {added} case(s) added{extra}", soft_wrap=True,
-                    highlight=False)
+    say(f"{what}: {added} case(s) added{extra}")
 
 
 def _history(args: argparse.Namespace) -> History:
@@ -229,13 +226,6 @@ def _history(args: argparse.Namespace) -> History:
     return history
 
 
-def _out() -> Console:
-    out = console()
-    if not out.is_terminal and "COLUMNS" not in os.environ:
-        out = Console(highlight=False, width=160)  # logs have no width to respect
-    return out
-
-
 def handle_show(args: argparse.Namespace) -> int:
     from bench.history import render
 
@@ -247,20 +237,18 @@ def handle_show(args: argparse.Namespace) -> int:
     if args.markdown:
         print(render.show_markdown(history), end="")
         return 0
-    out = _out()
-    out.print(f"{len(history.series)} series over {len(history.commits)} commits",
-              highlight=False)
+    out = table_console()
+    say(f"{len(history.series)} series over {len(history.commits)} commits", to=out)
     findings = [f for f in history.findings if not f.accepted]
     if findings:
-        out.print("[bold]changes, newest first[/]")
+        say(("changes, newest first", "bold"), to=out)
         for finding in findings[:20]:
             style = "red" if finding.direction == "slower" else "green"
             names = ", ".join(c.series.name for c in finding.changes[:6])
             more = f" and {len(finding.changes) - 6} more" if len(finding.changes) > 6 else ""
-            out.print(f"[{style}]{escape(render.finding_line(finding))}[/]: "
-                      f"{escape(names)}{more}", soft_wrap=True, highlight=False)
+            say((render.finding_line(finding), style), f": {names}{more}", to=out)
         if len(findings) > 20:
-            out.print(f"... {len(findings) - 20} older; --json lists every one")
+            say(f"... {len(findings) - 20} older; --json lists every one", to=out)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for title, justify in (("case", "left"), ("env", "left"), ("points", "right"),
                            ("latest (ms)", "right"), ("95% band", "right"),
@@ -269,15 +257,15 @@ def handle_show(args: argparse.Namespace) -> int:
         table.add_column(title, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for row in render.level_rows(history):
         low, high = row["band_ms"]
-        table.add_row(escape(row["case"]), row["environment"], str(row["points"]),
+        table.add_row(row["case"], row["environment"], str(row["points"]),
                       f"{row['latest_ms']:.4g}", f"{low:.4g}–{high:.4g}",
                       f"{row['noise_pct']:.1f}%", str(row["changes"]),
-                      escape(row["last_change"]))
+                      row["last_change"])
     out.print(table)
     envs = render.environments(history)
     if len(envs) > 1:
         for key, text in envs.items():
-            out.print(f"env {key}: {escape(text)}", soft_wrap=True, highlight=False)
+            say(f"env {key}: {text}", to=out)
     return 0
 
 
@@ -314,29 +302,29 @@ _STYLE = {"regression": "bold red", "improvement": "green", "below threshold": "
 def _print_check(result: Any) -> None:
     from bench.history import render
 
-    out = _out()
+    out = table_console()
     if result.verdicts:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
         for title in ("verdict", "case", "env", "change [95% CI]", "commits", "kind"):
             table.add_column(title, overflow="fold")
         for v in result.verdicts:
             c = v.change
-            table.add_row(v.verdict, escape(c.series.name), c.series.fingerprint[:8],
+            table.add_row(v.verdict, c.series.name, c.series.fingerprint[:8],
                           f"{render.pct_text(c.point.change_pct)} {render.interval_text(c)}",
                           render.commit_range(c), c.point.kind, style=_STYLE[v.verdict])
         out.print(table)
     n = len(result.regressions)
     if n:
-        out.print(f"[bold red]{n} regression(s)[/] in the newest {len(result.newest)} "
-                  "commit(s); if intended: archbench history accept COMMIT [--case PATTERN]")
+        say((f"{n} regression(s)", "bold red"), f" in the newest {len(result.newest)} "
+            "commit(s); if intended: archbench history accept COMMIT [--case PATTERN]", to=out)
     else:
-        out.print(f"[bold green]no regression[/] in the newest {len(result.newest)} commit(s)")
+        say(("no regression", "bold green"),
+            f" in the newest {len(result.newest)} commit(s)", to=out)
 
 
 def handle_accept(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     entry = store.accept(args.commit, args.case, note=args.note)
     which = ", ".join(entry.cases) if entry.cases else "every case"
-    console().print(f"accepted the change at {entry.commit[:12]} for {escape(which)}",
-                    soft_wrap=True, highlight=False)
+    say(f"accepted the change at {entry.commit[:12]} for {which}")
     return 0

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.markup import escape
 from rich.table import Table
 
-from bench.cli.console import console
+from bench.cli.console import console, say
 from bench.cli.suites import add_suite_arguments, load_suites
 
 
@@ -26,15 +25,15 @@ def handle(args: argparse.Namespace) -> int:
         for case in cases:
             print(json.dumps(case.to_dict(), sort_keys=True))
         return 0
-    table = Table(title=escape(", ".join(f"{s.name} ({s.path})" for s in suites)),
+    table = Table(title=(", ".join(f"{s.name} ({s.path})" for s in suites)),
                   title_justify="left")
     for column in ("#", "case id", "name", "sweep"):
         table.add_column(column, overflow="fold")
     for index, case in enumerate(cases, start=1):
-        table.add_row(str(index), case.case_id, escape(case.name), escape(case.sweep))
+        table.add_row(str(index), case.case_id, case.name, case.sweep)
     out = console()
     out.print(table)
     dropped = sum(s.duplicates_dropped for s in suites)
-    out.print(f"{len(cases)} case(s)" + (f"; {dropped} duplicate(s) of earlier blocks dropped"
+    say(f"{len(cases)} case(s)" + (f"; {dropped} duplicate(s) of earlier blocks dropped"
                                         if dropped else ""))
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.cli.best_cmd import add_question_arguments
-from bench.cli.console import console, error_console
+from bench.cli.console import say
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
@@ -132,9 +132,9 @@ def handle(args: argparse.Namespace) -> int:
         path = out
     else:
         path = write_html(render(report, fmt), out)
-    console().print(f"report: {path}", soft_wrap=True)
+    say(f"report: {path}")
     if fmt == "html":
-        console().print(f"open it: {path.resolve().as_uri()}", soft_wrap=True)
+        say(f"open it: {path.resolve().as_uri()}")
     return 0
 
 
@@ -143,13 +143,12 @@ def report_after_run(run_dir: Path) -> None:
     reported but never loses the run (its records are already on disk)."""
     from bench.report import load_report_input, write_html
 
-    out = console()
+
     try:
         report = load_report_input([run_dir])
         path = write_html(render(report, "html"), run_dir / RUN_REPORT)
     except Exception as exc:  # the run is saved; say why there is no report and how to retry
-        error_console().print(f"[yellow]warning:[/] no report drawn ({type(exc).__name__}: "
-                              f"{exc}); try again with: archbench report {run_dir}",
-                              soft_wrap=True, highlight=False)
+        say(("warning:", "yellow"), f" no report drawn ({type(exc).__name__}: {exc}); try again "
+            f"with: archbench report {run_dir}", err=True)
         return
-    out.print(f"report: {path}", soft_wrap=True)
+    say(f"report: {path}")

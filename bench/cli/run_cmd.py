@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,7 +17,7 @@ from rich.progress import (
 )
 
 from bench.cli.best_cmd import print_answer
-from bench.cli.console import console, error_console
+from bench.cli.console import Part, console, say
 from bench.cli.report_cmd import report_after_run
 from bench.cli.suites import add_suite_arguments, load_suites
 from bench.engine.backends import ISOLATION_HELP, ISOLATION_MODES
@@ -90,8 +89,8 @@ def handle(args: argparse.Namespace) -> int:
         with observer:
             result = run(suites, cases, options, observer)
     except RunInterrupted as exc:
-        console().print(f"[yellow]{escape(str(exc))}[/]")
-        return 130
+        say((str(exc), "yellow"))
+        return exc.exit_code
     observer.summary(result)
     if args.history is not None:
         add_to_history(args.history, result.run_dir)
@@ -109,12 +108,12 @@ def answer_after_run(run_dir: Path, question: Question) -> None:
     from bench.decide import DecideError, decide
     from bench.results import load
 
-    console().print("")
+    say("")
     try:
         print_answer(decide(load(run_dir), question))
     except DecideError as exc:
-        error_console().print(f"[yellow]warning:[/] no answer to the suite's [decide] "
-                              f"question: {escape(str(exc))}", soft_wrap=True, highlight=False)
+        say(("warning:", "yellow"), f" no answer to the suite's [decide] question: {exc}",
+            err=True)
 
 
 class ProgressObserver:
@@ -122,7 +121,7 @@ class ProgressObserver:
 
     def __init__(self) -> None:
         self.out = console()
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                                  TimeRemainingColumn(), console=self.out, transient=True)
         self.task = self.progress.add_task("", total=None)
@@ -136,12 +135,12 @@ class ProgressObserver:
 
     def run_started(self, run_dir: Path, total: int, skipped: int) -> None:
         self.progress.update(self.task, total=total, completed=skipped)
-        self.out.print(f"run folder: {escape(str(run_dir))}")
+        say(f"run folder: {run_dir}")
         if skipped:
-            self.out.print(f"resuming: {skipped} of {total} case(s) already recorded")
+            say(f"resuming: {skipped} of {total} case(s) already recorded")
 
     def case_started(self, index: int, total: int, case: Case) -> None:
-        self.progress.update(self.task, description=escape(case.name))
+        self.progress.update(self.task, description=case.name)
 
     def case_finished(self, index: int, total: int, record: Record) -> None:
         self.progress.advance(self.task)
@@ -151,8 +150,8 @@ class ProgressObserver:
         node = record.info.get("node") or {}
         if node.get("node_id"):  # ran on a cluster node
             of += f" on {node.get('hostname')}:{str(node['node_id'])[:6]}"
-        text = escape(f"[{index:>{width}}/{total}] {record.name}{of}  {describe(record)}")
-        self.out.print(f"{_status(record.status)} {text}", highlight=False, soft_wrap=True)
+        say(_status(record.status), f" [{index:>{width}}/{total}] {record.name}{of}  "
+                                    f"{describe(record)}")
 
     def summary(self, result: RunResult) -> None:
         counts = ", ".join(f"{result.count(s)} {s}" for s in
@@ -161,18 +160,17 @@ class ProgressObserver:
         what = f"{done} case(s) run" if done == cases else (
             f"{done} worker runs of {cases} case(s)")
         resumed = f", {result.skipped} resumed" if result.skipped else ""
-        self.out.print(f"{what}{resumed}: {counts or 'nothing to do'}")
-        where = escape(str(result.run_dir))
-        self.out.print(f"results: {where}/results.jsonl", soft_wrap=True)
-        self.out.print(f"load them with: python -c \"import bench; print(bench.load('{where}'))\"",
-                       soft_wrap=True)
+        say(f"{what}{resumed}: {counts or 'nothing to do'}")
+        where = str(result.run_dir)
+        say(f"results: {where}/results.jsonl")
+        say(f"load them with: python -c \"import bench; print(bench.load('{where}'))\"")
 
 
-_STATUS_STYLE = {"ok": "[green]  ok[/]", "unsupported": "[yellow]skip[/]"}
+_STATUS_STYLE: dict[str, Part] = {"ok": ("  ok", "green"), "unsupported": ("skip", "yellow")}
 
 
-def _status(status: str) -> str:
-    return _STATUS_STYLE.get(status, "[bold red]FAIL[/]")
+def _status(status: str) -> Part:
+    return _STATUS_STYLE.get(status, ("FAIL", "bold red"))
 
 
 def describe(record: Record) -> str:
@@ -207,10 +205,7 @@ def add_to_history(store_path: Path, run_dir: Path) -> None:
     try:
         result = add_run(HistoryStore(store_path, create=True), run_dir)
     except BenchError as exc:
-        error_console().print(f"[yellow]warning:[/] not added to the history: "
-                              f"{escape(str(exc))}; retry with: archbench history add "
-                              f"--store {escape(str(store_path))} {escape(str(run_dir))}",
-                              soft_wrap=True, highlight=False)
+        say(("warning:", "yellow"), f" not added to the history: {exc}; retry with: archbench "
+            f"history add --store {store_path} {run_dir}", err=True)
         return
-    console().print(f"history: {result.added} case(s) added to {escape(str(store_path))}",
-                    soft_wrap=True, highlight=False)
+    say(f"history: {result.added} case(s) added to {store_path}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import re
 import signal
 import sys
 import time
@@ -18,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.engine.outcome import OnMessage, OnStart, Outcome, last_phase, outcome_from
+from bench.measure import lifeline
 from bench.measure.entry import worker_entry
 from bench.measure.protocol import Done, Failed, Message, WorkerJob
 
 #: A worker that sent its result but does not exit within this is killed (result kept).
 EXIT_GRACE_S = 10.0
-#: How long a timed-out worker gets to die on SIGTERM before SIGKILL.
-TERM_GRACE_S = 1.0
 LOG_TAIL_CHARS = 4000
 
 
@@ -38,6 +38,8 @@ class ProcessBackend:
         self._exiting: Any = None
         if method == "forkserver":
             self._ctx.set_forkserver_preload(forkserver_preload())
+        # Read by the forkserver (and spawned workers) to die with this process.
+        os.environ[lifeline.PARENT_ENV] = str(os.getpid())
 
     def run(self, job: WorkerJob, timeout_s: float, on_message: OnMessage,
             on_start: OnStart | None = None) -> Outcome:
@@ -58,18 +60,12 @@ class ProcessBackend:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     _stop(process)
-                    outcome = outcome_from(messages)
-                    outcome.status, outcome.message = "timeout", (
-                        f"no result within the {timeout_s:g} s case timeout "
-                        f"(last phase: {last_phase(messages) or 'start'}); the worker was "
-                        "killed. Raise `timeout_s` in the suite's [settings] if the case is "
-                        "just slow.")
-                    return outcome
+                    return _timed_out(messages, timeout_s, "the worker was killed")
                 if receiver.poll(min(remaining, 0.05)):
                     try:
                         message = receiver.recv()
                     except (EOFError, OSError):
-                        return self._died(process, messages, job)
+                        return self._died(process, messages, job, deadline)
                     messages.append(message)
                     on_message(message)
                     if isinstance(message, (Done, Failed)):
@@ -78,7 +74,7 @@ class ProcessBackend:
                         outcome.pid = process.pid
                         return outcome
                 elif not process.is_alive():
-                    return self._died(process, messages, job)
+                    return self._died(process, messages, job, deadline)
         except BaseException:
             _stop(process)  # Ctrl-C in the parent: never leave a worker behind
             self._reap_exiting()
@@ -101,8 +97,15 @@ class ProcessBackend:
             process.join(EXIT_GRACE_S)
             _stop(process)
 
-    def _died(self, process: Any, messages: list[Message], job: WorkerJob) -> Outcome:
+    def _died(self, process: Any, messages: list[Message], job: WorkerJob,
+              deadline: float) -> Outcome:
         process.join(1.0)
+        if time.monotonic() >= deadline:  # this process was stopped; the watchdog was not
+            outcome = _timed_out(messages, job.case.settings.timeout_s,
+                                 "the worker's own watchdog ended it")
+            outcome.pid, outcome.exitcode = process.pid, process.exitcode
+            outcome.traceback = _log_tail(job.log_path) or None
+            return outcome
         code = process.exitcode
         outcome = outcome_from(messages)
         outcome.pid, outcome.exitcode = process.pid, code
@@ -144,41 +147,68 @@ def forkserver_preload() -> list[str]:
     # The worker's entry and stages; torch._dynamo: the FLOP counter (a dispatch mode)
     # imports it on first use, ~1 s that every worker would pay again. Importing it does not
     # initialise CUDA. The freeze comes last, after everything else is loaded.
-    return [*main, "bench.measure.entry", "bench.measure.worker", "torch._dynamo",
-            FREEZE_MODULE]
+    # The lifeline comes first: from then on the server dies with this process.
+    return [LIFELINE_MODULE, *main, "bench.measure.entry", "bench.measure.worker",
+            "torch._dynamo", FREEZE_MODULE]
 
 
-#: Imported last by the forkserver: see its docstring.
+#: Imported first and last by the forkserver: see their docstrings.
+LIFELINE_MODULE = "bench.engine.lifeline"
 FREEZE_MODULE = "bench.engine.freeze"
 
 
 def _stop(process: Any) -> None:
-    if process.is_alive():
-        process.terminate()
-        process.join(TERM_GRACE_S)
+    """Kill a worker: it ignores SIGINT and SIGTERM (the parent decides what a signal means
+    for the run), so SIGKILL it is."""
     if process.is_alive():
         process.kill()
         process.join(5.0)
 
 
+def _timed_out(messages: list[Message], timeout_s: float, how: str) -> Outcome:
+    outcome = outcome_from(messages)
+    outcome.status, outcome.message = "timeout", (
+        f"no result within the {timeout_s:g} s case timeout "
+        f"(last phase: {last_phase(messages) or 'start'}); {how}. Raise `timeout_s` in the "
+        "suite's [settings] if the case is just slow.")
+    return outcome
+
+
 def _log_tail(path: str | None) -> str:
-    """What a dead worker's log says about its death: faulthandler's dump from its header,
-    without the list of loaded extension modules that ends it (it would crowd the crashing
-    frames out of the kept characters), else the log's last characters."""
     if not path:
         return ""
     try:
         text = Path(path).read_text(errors="replace")
     except OSError:
         return ""
-    start = text.rfind(FATAL_HEADER)
-    if start < 0:
-        return text[-LOG_TAIL_CHARS:]
-    dump = "\n".join(line for line in text[start:].splitlines()
-                     if not line.startswith(EXTENSION_MODULES_LINE))
-    return dump[:LOG_TAIL_CHARS]
+    return crash_excerpt(text)
 
 
-#: How faulthandler starts its dump, and the line it ends it with.
-FATAL_HEADER = "Fatal Python error"
-EXTENSION_MODULES_LINE = "Extension modules:"
+#: Where faulthandler's dump starts: a fatal signal, or the worker's watchdog firing.
+_DUMP_START = re.compile(r"^(Fatal Python error: |Timeout \(\d+:\d\d:\d\d(\.\d+)?\)!)", re.M)
+_MODULE_LIST = re.compile(r"^\s*Extension modules: .*(\n|$)", re.M)
+_THREAD = re.compile(r"^(Current thread|Thread) 0x[0-9a-f]+ .*?(?=^\S|\Z)", re.M | re.S)
+
+
+def crash_excerpt(log: str, limit: int = LOG_TAIL_CHARS) -> str:
+    """What a dead worker's record keeps of its log: the frames that crashed.
+
+    faulthandler ends its dump with the list of loaded extension modules (thousands of
+    characters with torch), so the log's tail is mostly that list. Here the list goes, the
+    crashing thread's stack comes first, then the other threads, then as much of the output
+    before the crash as fits in `limit`. A log without a dump keeps its last characters.
+    """
+    starts = list(_DUMP_START.finditer(log))
+    if not starts:
+        return log[-limit:]
+    start = starts[-1].start()
+    dump = _MODULE_LIST.sub("", log[start:]).rstrip()
+    header = dump.splitlines()[0]
+    threads = [m.group(0).rstrip() for m in _THREAD.finditer(dump)]
+    threads.sort(key=lambda block: not block.startswith("Current thread"))
+    excerpt = "\n\n".join([header, *threads])[:limit]
+    room = limit - len(excerpt) - 1
+    before = log[:start].rstrip()
+    if room > 0 and before:
+        excerpt = f"{before[-room:]}\n{excerpt}"
+    return excerpt

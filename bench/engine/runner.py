@@ -7,10 +7,15 @@ finished record on disk; `resume` continues a run folder without redoing finishe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import shlex
+import signal
+import threading
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -24,7 +29,8 @@ from bench.engine.counting import counter_label, perf_instructions
 from bench.engine.executor import EXECUTORS, Executor, OnFinished, OnStarted, RunContext
 from bench.engine.local_executor import LocalExecutor
 from bench.engine.outcome import Backend
-from bench.errors import BenchError, BenchWarning
+from bench.errors import BenchError, BenchWarning, FileProblem
+from bench.results.lock import LOCK_FILE, RunFolderLock
 from bench.results.record import Record
 from bench.results.store import ResultsStore, read_run
 from bench.suite.spec import Case, Suite
@@ -46,13 +52,65 @@ class RunObserver(Protocol):
 
 
 class RunInterrupted(BenchError):
-    """Ctrl-C stopped the run; everything finished is on disk and `--resume` continues."""
+    """Ctrl-C or SIGTERM stopped the run; everything finished is on disk and `--resume`
+    continues. `exit_code` follows the shell's 128 + signal number (130, 143)."""
 
-    def __init__(self, run_dir: Path, done: int, total: int) -> None:
+    def __init__(self, run_dir: Path, done: int, total: int, *, resume_command: str,
+                 signum: int = signal.SIGINT) -> None:
         self.run_dir = run_dir
-        super().__init__(f"interrupted after {done} of {total} cases; finished cases are saved "
-                         f"in {run_dir}. Continue with: archbench run ... --resume --out "
-                         f"{run_dir}")
+        self.resume_command = resume_command
+        self.exit_code = 128 + signum
+        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        super().__init__(f"interrupted by {what} after {done} of {total} cases; finished cases "
+                         f"are saved in {run_dir}. Continue with:\n{resume_command}")
+
+
+def resume_command(suites: Sequence[Suite], command: Sequence[str], run_dir: Path) -> str:
+    """The command that continues a run, ready to paste: the original command line with its
+    --out/--resume replaced, or `archbench run SUITES` when the run did not come from one."""
+    args = list(command[2:]) if command[1:2] == ["run"] else [s.path for s in suites]
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("--out", "-o"):
+            skip = True
+        elif not (arg == "--resume" or arg.startswith(("--out=", "-o"))):
+            kept.append(arg)
+    return shlex.join(["archbench", "run", *kept, "--resume", "--out", str(run_dir)])
+
+
+class SignalInterrupt(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C would raise KeyboardInterrupt; `signum` says
+    which, so the exit code can be the shell's 128 + signal number."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[list[int]]:
+    """SIGTERM and SIGHUP (CI cancellation, `timeout`, a closed terminal) stop a run the way
+    Ctrl-C does: as a KeyboardInterrupt (`SignalInterrupt`), once; the signals received are
+    listed."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if not received:
+            received.append(signum)
+            raise SignalInterrupt(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @dataclass
@@ -114,57 +172,82 @@ def run(suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
     `backend` replaces the one `options.isolation` names (tests run the plan without workers);
     `executor` the one `options.executor` names (benchmarks run stand-in cases on Ray).
     """
-    session = RunSession(suites, cases, options, backend, executor)
-    plan = session.plan(cases)
-    total = len(plan) + session.skipped
-    result = RunResult(run_dir=session.run_dir, skipped=session.skipped)
-    sent = 0
-    if observer:
-        observer.run_started(session.run_dir, total, session.skipped)
+    with _signals_interrupt() as received:
+        session = RunSession(suites, cases, options, backend, executor)
+        plan = session.plan(cases)
+        total = len(plan) + session.skipped
+        result = RunResult(run_dir=session.run_dir, skipped=session.skipped)
+        sent = 0
 
-    def started(case: Case, repeat: int) -> None:
-        nonlocal sent
-        sent += 1
-        if observer:
-            observer.case_started(session.skipped + sent, total, case)
+        def started(case: Case, repeat: int) -> None:
+            nonlocal sent
+            sent += 1
+            if observer:
+                observer.case_started(session.skipped + sent, total, case)
 
-    def finished(record: Record) -> None:
-        result.records.append(record)
-        if observer:
-            observer.case_finished(session.skipped + len(result.records), total, record)
+        def finished(record: Record) -> None:
+            result.records.append(record)
+            if observer:
+                observer.case_finished(session.skipped + len(result.records), total, record)
 
-    try:
-        session.execute(plan, started, finished)
-    except KeyboardInterrupt:
-        session.close("interrupted")
-        raise RunInterrupted(session.run_dir, session.skipped + len(result.records),
-                             total) from None
-    except BaseException:
-        session.close("failed")
-        raise
-    session.close("complete")
+        try:
+            if observer:
+                observer.run_started(session.run_dir, total, session.skipped)
+            session.execute(plan, started, finished)
+        except KeyboardInterrupt:
+            session.close("interrupted")
+            raise RunInterrupted(session.run_dir, session.skipped + len(result.records), total,
+                                 resume_command=resume_command(suites, options.command,
+                                                               session.run_dir),
+                                 signum=received[0] if received else signal.SIGINT) from None
+        except BaseException as exc:
+            session.close("failed", keep=exc)
+            raise
+        session.close("complete")
     return result
 
 
 # ---- run folder -----------------------------------------------------------------------------
-def _prepare_run_dir(suites: Sequence[Suite], options: RunOptions) -> Path:
+def _prepare_run_dir(suites: Sequence[Suite], options: RunOptions) -> tuple[Path, RunFolderLock]:
+    """The run folder, created and locked for this process (see `bench.results.lock`)."""
     if options.resume:
         if options.out is None:
             raise BenchError("--resume needs --out RUN_DIR: the run folder to continue")
         read_run(options.out)  # raises a clear error if it is not a run folder
-        return options.out
+        return options.out, RunFolderLock(options.out).acquire()
     if options.out is not None:
-        if options.out.exists() and any(options.out.iterdir()):
-            raise BenchError(f"{options.out} already holds files; add --resume to continue that "
-                             "run, or choose a new --out")
-        return options.out
+        if options.out.exists() and not options.out.is_dir():
+            raise FileProblem(f"--out {options.out} is a file, not a folder; choose a folder "
+                              "(a new one, or a run folder with --resume)",
+                              path=str(options.out))
+        # Checked before locking (no lock file is left in someone's folder) and again after
+        # (a run that started at the same moment may have written it meanwhile).
+        _refuse_if_used(options.out)
+        options.out.mkdir(parents=True, exist_ok=True)
+        lock = RunFolderLock(options.out).acquire()
+        try:
+            _refuse_if_used(options.out)
+        except BenchError:
+            lock.release()
+            raise
+        return options.out, lock
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = DEFAULT_RUNS_DIR / f"{stamp}-{suites[0].name if suites else 'run'}"
     run_dir, n = base, 1
-    while run_dir.exists():
-        n += 1
-        run_dir = base.with_name(f"{base.name}-{n}")
-    return run_dir
+    while True:
+        try:
+            run_dir.mkdir(parents=True)  # atomic: two runs started together get two folders
+        except FileExistsError:
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
+            continue
+        return run_dir, RunFolderLock(run_dir).acquire()
+
+
+def _refuse_if_used(out: Path) -> None:
+    if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()):
+        raise BenchError(f"{out} already holds files; add --resume to continue that run, or "
+                         "choose a new --out")
 
 
 def _run_meta(run_dir: Path, suites: Sequence[Suite], cases: Sequence[Case],
@@ -231,9 +314,10 @@ class RunSession:
         #: An executor handed in is the caller's to close (it may run more than one run).
         self._own_executor = executor is None
         self.executor = executor or make_executor(options, backend)
+        self.lock: RunFolderLock | None = None
         try:
             self.executor.check(cases)
-            self.run_dir = _prepare_run_dir(suites, options)
+            self.run_dir, self.lock = _prepare_run_dir(suites, options)
             self.store = ResultsStore(self.run_dir)
             #: (case_id, repeat) on disk: from the run resumed, then each one stored.
             self.done = ({(r.case_id, r.repeat) for r in self.store.records()}
@@ -241,14 +325,20 @@ class RunSession:
             self.skipped = 0
             self.meta = _run_meta(self.run_dir, suites, cases, options, self.executor,
                                   self.store)
-        except BaseException:
+            self.store.write_run(self.meta)
+            self.search_path = _search_path(suites)
+            self.records: list[Record] = []
+            (self.run_dir / "logs").mkdir(exist_ok=True)
+        except BaseException as exc:
+            if hasattr(self, "meta"):  # run.json may say "running": say what became of it
+                with contextlib.suppress(OSError, FileProblem):
+                    _finish(self.store, self.meta, "interrupted"
+                            if isinstance(exc, KeyboardInterrupt) else "failed")
             if self._own_executor:
                 self.executor.close()
+            if self.lock is not None:
+                self.lock.release()
             raise
-        self.store.write_run(self.meta)
-        self.search_path = _search_path(suites)
-        self.records: list[Record] = []
-        (self.run_dir / "logs").mkdir(exist_ok=True)
 
     @property
     def run_id(self) -> str:
@@ -336,13 +426,25 @@ class RunSession:
         self.records.append(record)
         return True
 
-    def close(self, status: str = "complete") -> None:
+    def close(self, status: str = "complete", keep: BaseException | None = None) -> None:
+        """Mark the run `status` in run.json, stop the workers and release the folder.
+
+        With `keep` (the error that ended the run) a failure to write run.json is dropped
+        in favour of it: a full disk must not hide why the run stopped.
+        """
         try:
             self.meta.update(self.executor.describe())
             _finish(self.store, self.meta, status)
+        except (OSError, FileProblem):
+            if keep is None:
+                raise
         finally:
-            if self._own_executor:
-                self.executor.close()
+            try:
+                if self._own_executor:
+                    self.executor.close()
+            finally:
+                if self.lock is not None:
+                    self.lock.release()
 
     def _write_file(self, name: str, data: bytes) -> None:
         relative = PurePosixPath(name)

@@ -12,9 +12,11 @@ import importlib.util
 import os
 import shutil
 
+import psutil
 import torch
 
 from bench.errors import UnsupportedCase
+from bench.suite import footprint
 from bench.suite.spec import Case
 
 #: Compute capability each CUDA feature needs: TF32 and 2:4 sparse tensor cores came with
@@ -26,6 +28,7 @@ def check(case: Case) -> list[str]:
     """Raise UnsupportedCase when this machine cannot run the case as asked; return warnings
     about things that will run, but not the way the user probably expects."""
     check_device(case.device)
+    check_memory(case)
     warnings: list[str] = []
     warnings += check_precision(case)
     check_prune(case)
@@ -45,6 +48,24 @@ def check_device(device: str) -> None:
     count = torch.cuda.device_count()
     if index and int(index) >= count:
         raise UnsupportedCase(f"{device} does not exist: {count} CUDA device(s) visible")
+
+
+def check_memory(case: Case) -> None:
+    """A case whose estimated footprint exceeds the device's whole memory cannot run here:
+    say so with the estimate instead of allocating until the OOM killer ends it."""
+    size = footprint.estimate(case)
+    if size is None:
+        return
+    if case.device_kind == "cuda":
+        index = int(case.device.partition(":")[2] or 0)
+        total = int(torch.cuda.get_device_properties(index).total_memory)
+        where = f"{case.device} has"
+    else:
+        total = int(psutil.virtual_memory().total)
+        where = "this machine has"
+    if size.bytes > total:
+        raise UnsupportedCase(f"the model needs {size.describe()}; {where} "
+                              f"{footprint.human(total)} in all")
 
 
 def check_precision(case: Case) -> list[str]:

@@ -15,13 +15,17 @@ import sys
 import time
 from multiprocessing.connection import Connection
 
+from bench.measure import lifeline
+
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     fd, base = int(args[0]), args[1]
     conn = Connection(fd)
-    # The parent owns Ctrl-C and the worker's lifetime; EOF on the pipe means "exit".
+    # The parent owns Ctrl-C and the worker's lifetime; EOF on the pipe means "exit", and
+    # the kernel ends the worker if the parent is killed outright (mid-case, no EOF comes).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    lifeline.die_with_parent()
     started = time.perf_counter()
     import torch
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from bench.errors import BuildError, UnsupportedCase
-from bench.measure import allocator, capability
+from bench.measure import allocator, capability, lifeline
 from bench.measure.clock import Clock, CudaEventClock, PerfCounterClock
 from bench.measure.models.build import BuiltModel, Inputs, build
 from bench.measure.probes.attach import WorkerProbes
@@ -41,10 +41,18 @@ if TYPE_CHECKING:
 
 def worker_main(job: WorkerJob, conn: Any) -> None:
     """Entry point of a worker process."""
-    # The parent owns Ctrl-C: it decides whether to stop the worker and what to record.
+    # The parent owns Ctrl-C and SIGTERM (sent to the whole process group by `timeout` and
+    # CI cancellation): it decides whether to stop the worker and what to record.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    lifeline.die_with_parent()
     if job.log_path:
         redirect_output(job.log_path)
+    # The parent enforces the case timeout; should it stop doing so (stopped, or gone where
+    # the kernel cannot tell us), this C thread ends the worker anyway, leaving its stack in
+    # the log. It needs no GIL, so a case stuck in native code cannot hold it off.
+    faulthandler.dump_traceback_later(job.case.settings.timeout_s + lifeline.WATCHDOG_GRACE_S,
+                                      exit=True)
     allocator.pin()
     try:
         run_case(job, conn.send)

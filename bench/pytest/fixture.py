@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from bench.errors import SpecError
+from bench import files
+from bench.errors import BenchError, SpecError
 from bench.pytest.items import CaseFailure, session_of
 from bench.results.record import Record
 from bench.suite import loader
@@ -33,8 +34,17 @@ def archbench(request: pytest.FixtureRequest) -> Callable[..., Record]:
     counter = itertools.count()
 
     def measure(module: Any, example_input: Any, **case_options: Any) -> Record:
-        record: Record = session.measure_fixture(request.node, module, example_input,
-                                                 next(counter), case_options)
+        # A bad option or an unusable folder fails the test at the user's call with the
+        # message alone: archbench's own frames are left out of the traceback, and the error
+        # stays an exception the test may expect (`pytest.raises`).
+        __tracebackhide__ = True
+        try:
+            record: Record = session.measure_fixture(request.node, module, example_input,
+                                                     next(counter), case_options)
+        except BenchError as exc:
+            raise exc.with_traceback(None) from None
+        except OSError as exc:
+            raise files.problem(exc) from None
         if record.status == "unsupported":
             raise pytest.skip.Exception(f"archbench: unsupported: {record.reason}",
                                         _use_item_location=True)

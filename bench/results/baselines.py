@@ -10,7 +10,6 @@ from the main branch's job to a pull request's.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -20,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import CompareError, ResultsError
+from bench.files import read_text
 from bench.results.store import (
     RESULTS_FILE,
     RUN_FILE,
     RunData,
     load_run,
+    loads,
     read_records,
     read_run,
     write_json_atomic,
@@ -136,4 +137,10 @@ def list_baselines(directory: Path) -> list[dict[str, Any]]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    return dict(json.loads(path.read_text()))
+    try:
+        data = loads(read_text(path))
+    except (ValueError, RecursionError) as exc:
+        raise ResultsError(f"{path}: damaged ({str(exc)[:200]})") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: damaged (not a JSON object)")
+    return data

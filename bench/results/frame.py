@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.results.record import Record
+from bench.results.record import Record, is_integer_column
 from bench.results.repeats import merge_repeats
 from bench.results.store import load_records
 
@@ -35,18 +35,9 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     rows = [flatten(record) for record in merge_repeats(load_records(paths))]
     frame = pd.DataFrame(rows)
     for column in frame.columns:
-        if column in INTEGER_COLUMNS or (column.startswith("cuda_max_") and
-                                         column.endswith("_bytes")):
+        if is_integer_column(column):
             frame[column] = frame[column].astype("Int64")  # stays integer beside missing values
     return frame
-
-
-#: Integer columns that would turn float where some rows (failed cases) have no value.
-INTEGER_COLUMNS = ("depth", "width", "features", "image_size", "seq_len", "classes",
-                   "batch_size", "n_samples", "repeats", "block_size", "warmup_iters", "threads",
-                   "params_total", "params_nonzero", "weight_bytes", "buffer_bytes",
-                   "rss_before_build_bytes", "peak_rss_bytes", "peak_rss_timed_bytes",
-                   "ru_maxrss_bytes", "nvml_device_used_bytes", "nvml_process_used_bytes")
 
 
 def flatten(record: Record) -> dict[str, Any]:

@@ -5,9 +5,12 @@ Records keep the raw timing samples; statistics are derived when reading (`bench
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bench.errors import ResultsError
 from bench.plain import plain
@@ -89,11 +92,122 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Record:
+        """A record from its stored form; a ValueError names the first field that does not
+        have the stored schema's type (a damaged or hand-edited file)."""
         data = migrate(data)
+        try:
+            _StoredRecord.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or "record"
+            raise ValueError(f"{where}: {first['msg']}") from None
         known = {f for f in cls.__dataclass_fields__}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["warnings"] = tuple(kwargs.get("warnings") or ())
         return cls(**kwargs)
+
+
+# ---- stored shape ---------------------------------------------------------------------------
+# What readers (load, repeats, the gate, the report) rely on, checked when a line is read, so
+# a damaged file is an error naming the line and field instead of a crash far downstream.
+# Unknown keys are allowed: newer archbench versions may add some.
+_Number = Annotated[float, Field(strict=True)]
+_Int = Annotated[int, Field(strict=True)]
+_Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class _StoredTiming(_Loose):
+    samples_ns: list[_Finite] | None = None
+    repeat_medians_ns: list[_Finite] | None = None
+    block_size: _Int | None = None
+    warmup_iters: _Int | None = None
+    first_call_ns: _Number | None = None
+    warmup_ns: _Number | None = None
+    measure_ns: _Number | None = None
+    target_met: bool | None = None
+
+
+class _StoredPrune(_Loose):
+    method: str = "none"
+    ratio: _Number | None = None
+    scope: str | None = None
+
+
+class _StoredParams(_Loose):
+    batch_size: _Int | None = None
+    prune: _StoredPrune | None = None
+    model_args: dict[str, Any] | None = None
+    depth: _Int | None = None
+    width: _Int | None = None
+    features: _Int | None = None
+    image_size: _Int | None = None
+    seq_len: _Int | None = None
+    classes: _Int | None = None
+
+
+class _StoredSettings(_Loose):
+    confidence: Annotated[float, Field(strict=True, gt=0, lt=1)] = 0.95
+    target_ci: _Number | None = None
+    repeats: _Int = 1
+
+
+class _StoredRecord(_Loose):
+    run_id: str
+    case_id: str
+    name: str
+    suite: str
+    params: _StoredParams
+    settings: _StoredSettings
+    status: str
+    reason: str | None = None
+    traceback: str | None = None
+    timing: _StoredTiming | None = None
+    metrics: dict[str, Any] = {}
+    info: dict[str, Any] = {}
+    warnings: list[str] | None = None
+    sweep: str = ""
+    started_at: str | None = None
+    duration_s: _Number | None = None
+    repeat: Annotated[int, Field(strict=True, ge=0)] = 0
+
+    @field_validator("metrics")
+    @classmethod
+    def _integer_metrics(cls, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Metrics that load() makes integer columns must be integers (or null)."""
+        for key, value in metrics.items():
+            if is_integer_column(key) and not _whole(value):
+                raise ValueError(f"metric {key} must be a whole number or null, got "
+                                 f"{value!r:.40}")
+        return metrics
+
+
+def _whole(value: Any) -> bool:
+    """None, or a number an Int64 column holds exactly (1e8 is; 1.5, 2**70 and True are not)."""
+    if value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return False
+    return bool(-(2**63) <= value < 2**63)
+
+
+#: Integer columns that would turn float where some rows (failed cases) have no value.
+INTEGER_COLUMNS = ("depth", "width", "features", "image_size", "seq_len", "classes",
+                   "batch_size", "n_samples", "repeats", "block_size", "warmup_iters", "threads",
+                   "params_total", "params_nonzero", "weight_bytes", "buffer_bytes",
+                   "rss_before_build_bytes", "peak_rss_bytes", "peak_rss_timed_bytes",
+                   "ru_maxrss_bytes", "nvml_device_used_bytes", "nvml_process_used_bytes")
+
+
+def is_integer_column(column: str) -> bool:
+    """Whether `load()` makes the column (a parameter or metric) integer-typed."""
+    return column in INTEGER_COLUMNS or (column.startswith("cuda_max_") and
+                                         column.endswith("_bytes"))
 
 
 def migrate(data: Mapping[str, Any]) -> dict[str, Any]:

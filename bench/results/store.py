@@ -4,8 +4,10 @@ per case, appended and fsynced as each case ends, so a crash or Ctrl-C loses not
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchWarning, ResultsError
+from bench.files import problem, read_text
 from bench.plain import plain
 from bench.results.record import Record
 
@@ -32,11 +35,25 @@ class ResultsStore:
         self.path.touch()
 
     def append(self, record: Record) -> None:
-        line = json.dumps(record.to_dict(), separators=(",", ":"), allow_nan=False) + "\n"
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        """Add one line and fsync it. A write that fails part-way (disk full, file-size
+        limit) is cut back off, so the file never ends in half a record."""
+        data = (json.dumps(record.to_dict(), separators=(",", ":"), allow_nan=False)
+                + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise problem(exc, self.path) from exc
+        finally:
+            os.close(fd)
+
 
     def _drop_torn_tail(self) -> None:
         """A record cut off mid-write (kill -9, power loss) is incomplete: drop it before
@@ -63,20 +80,66 @@ class ResultsStore:
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """Write a JSON file so readers see the old or the new content, never half of one."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(plain(dict(data)), indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(plain(dict(data)), indent=2, sort_keys=True, default=str) + "\n"
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise problem(exc, path) from exc
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """A run folder's run.json: an object whose `env`, when present, is an object too."""
     path = Path(run_dir) / RUN_FILE
     try:
-        return dict(json.loads(path.read_text()))
+        data = loads(read_text(path))
     except FileNotFoundError:
         raise ResultsError(f"{run_dir}: not a run folder (no {RUN_FILE}); point at a folder "
                            "made by `archbench run`, e.g. reports/runs/<run-id>") from None
-    except json.JSONDecodeError as exc:
-        raise ResultsError(f"{path}: damaged run file: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise ResultsError(f"{path}: damaged run file ({_short(exc)}); restore it from the "
+                           "run's copy or rerun") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: damaged run file (a JSON {json_type(data)}, not an "
+                           "object); restore it or rerun")
+    if "env" in data and not isinstance(data["env"], dict):
+        raise ResultsError(f"{path}: damaged run file (`env` is not an object); restore it or "
+                           "rerun")
+    return data
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def loads(text: str) -> Any:
+    """json.loads for archbench's files; a string holding half a surrogate pair (legal JSON,
+    but not text: it cannot be written back as UTF-8) is a ValueError like any damage."""
+    data = json.loads(text)
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a string holds an unpaired surrogate escape") from None
+    return data
+
+
+def json_type(value: Any) -> str:
+    """JSON's name for the type of a decoded value, for messages."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+             float: "number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc).splitlines()[0][:200]
+
+
 
 
 def read_records(path: str | Path) -> Iterator[Record]:
@@ -84,7 +147,7 @@ def read_records(path: str | Path) -> Iterator[Record]:
     skipped with a warning; damage anywhere else is an error naming the line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except FileNotFoundError:
         raise ResultsError(f"{path}: no results file; is this a run folder?") from None
     lines = text.split("\n")
@@ -93,18 +156,18 @@ def read_records(path: str | Path) -> Iterator[Record]:
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
+            data = loads(line)
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
             yield Record.from_dict(data)
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
             is_last = number == len(lines)
             if is_last and torn_tail:
                 warnings.warn(f"{path}:{number}: skipped a truncated last record (the run was "
                               "cut off while writing it)", BenchWarning, stacklevel=2)
                 continue
-            raise ResultsError(f"{path}:{number}: damaged record ({exc}); remove or fix that "
-                               "line to read the rest") from None
+            raise ResultsError(f"{path}:{number}: damaged record ({_short(exc)}); remove or fix "
+                               "that line to read the rest") from None
 
 
 def run_folder(path: str | Path) -> Path:
@@ -154,5 +217,10 @@ def load_run(path: str | Path) -> RunData:
     meta = read_run(folder)
     records = tuple(read_records(folder / RESULTS_FILE))
     env = meta.get("env")
-    return RunData(records=records, env=dict(env) if isinstance(env, dict) else None,
+    if not isinstance(env, dict):
+        raise ResultsError(f"{folder / RUN_FILE}: no `env` (the machine and software the run "
+                           "measured on), so the gate cannot check the runs are comparable; "
+                           "the file is damaged or hand-written: restore it from a copy, or "
+                           "run the suite again")
+    return RunData(records=records, env=dict(env),
                    label=str(meta.get("run_id") or folder.name), path=folder, meta=meta)

@@ -18,7 +18,9 @@ COMPILE_MODES = ("eager", "default", "max-autotune", "reduce-overhead")
 PRUNE_METHODS = ("none", "unstructured", "structured", "semi-structured-2:4")
 PRUNE_SCOPES = ("layer", "global")
 
-_DEVICE_RE = re.compile(r"^(cpu|cuda)(:(\d+))?$")
+#: ASCII digits only, no leading zeros, nothing after (Python's `\d` takes "٣" and `$` a
+#: trailing newline; torch takes neither).
+_DEVICE_RE = re.compile(r"(cpu|cuda)(:(0|[1-9][0-9]{0,3}))?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ PRECISIONS: dict[str, PrecisionInfo] = {
 
 def device_kind(device: str) -> str | None:
     """'cuda' for 'cuda' or 'cuda:1', 'cpu' for 'cpu', None for anything else."""
-    match = _DEVICE_RE.match(device)
+    match = _DEVICE_RE.fullmatch(device)
     return match.group(1) if match else None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -28,7 +29,7 @@ from pydantic import (
 )
 
 from bench.errors import SpecError, did_you_mean, one_of
-from bench.suite import axes, models
+from bench.suite import axes, footprint, models
 from bench.suite.question import Question, QuestionError, split_constraint
 from bench.suite.spec import SETTINGS_KEYS, Case, Settings, Suite
 
@@ -45,7 +46,9 @@ def _prune_shorthand(value: Any) -> Any:
 
 _AXIS = (BeforeValidator(_listify), Field(min_length=1))
 IntAxis = Annotated[list[StrictInt], *_AXIS]
-PositiveIntAxis = Annotated[list[Annotated[int, Field(ge=1, strict=True)]], *_AXIS]
+#: Largest batch size: beyond it one input tensor overflows 32-bit indexing on its own.
+MAX_BATCH_SIZE = 2**20
+BatchAxis = Annotated[list[Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE, strict=True)]], *_AXIS]
 StrAxis = Annotated[list[StrictStr], *_AXIS]
 # Spelled out for the type checker; tests keep them equal to bench.suite.axes.
 Activation = Literal["relu", "gelu", "silu", "tanh"]
@@ -64,7 +67,7 @@ class PruneEntry(_Strict):
     method: PruneMethod
     ratio: Annotated[list[StrictFloat | StrictInt], *_AXIS] | None = None
     scope: Literal["layer", "global"] = "layer"
-    round_to: Annotated[int, Field(ge=1)] = 8
+    round_to: Annotated[int, Field(ge=1, le=1024)] = 8
 
 
 class SuiteHeader(_Strict):
@@ -82,7 +85,7 @@ class SweepBlock(_Strict):
     image_size: IntAxis | None = None
     seq_len: IntAxis | None = None
     classes: IntAxis | None = None
-    batch_size: PositiveIntAxis = [1]
+    batch_size: BatchAxis = [1]
     device: StrAxis = ["cpu"]
     precision: Annotated[list[Precision], *_AXIS] = ["fp32"]
     prune: Annotated[list[PruneEntry], BeforeValidator(_prune_shorthand),
@@ -134,10 +137,14 @@ def load(path: str | Path, *, axis_overrides: Mapping[str, Sequence[Any]] | None
         raise SpecError(f"cannot read the file: {exc.strerror}", file=file) from None
     try:
         data = tomllib.loads(raw_bytes.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise SpecError("the file is not UTF-8 text", file=file) from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"the file is not UTF-8 text (byte {exc.start})", file=file) from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"not valid TOML: {exc}", file=file) from None
+    except RecursionError:
+        raise SpecError(f"arrays or tables are nested too deeply to read; a suite needs at most "
+                        f"{MAX_NESTING} levels", file=file) from None
+    _check_nesting(data, file=file)
     for axis, values in (axis_overrides or {}).items():
         for block in data.get("sweep", []) if isinstance(data.get("sweep"), list) else []:
             if isinstance(block, dict):
@@ -217,6 +224,26 @@ def settings(values: Mapping[str, Any], overrides: Mapping[str, Any] | None = No
     return _settings(values, overrides, file=file, key=key)
 
 
+#: Most cases one block may expand to (a sweep beyond this would run for weeks).
+MAX_CASES = 100_000
+#: Deepest nesting of arrays and tables a suite may use (a real one needs about 6).
+MAX_NESTING = 16
+
+
+def _check_nesting(data: Any, *, file: str) -> None:
+    """Reject deeper nesting than suites use, before validation walks it recursively."""
+    stack: list[tuple[Any, int, str]] = [(data, 0, "")]
+    while stack:
+        value, depth, key = stack.pop()
+        if depth > MAX_NESTING:
+            raise SpecError(f"nested more than {MAX_NESTING} levels deep; no suite key needs "
+                            "that", file=file, key=key or None)
+        if isinstance(value, dict):
+            stack += [(v, depth + 1, f"{key}.{k}" if key else str(k)) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(v, depth + 1, f"{key}[{i}]") for i, v in enumerate(value)]
+
+
 # ---- settings -------------------------------------------------------------------------------
 def _settings(values: Mapping[str, Any], overrides: Mapping[str, Any] | None, *, file: str,
               key: str) -> Settings:
@@ -225,10 +252,37 @@ def _settings(values: Mapping[str, Any], overrides: Mapping[str, Any] | None, *,
         if name not in SETTINGS_KEYS:
             raise SpecError(f'unknown setting "{name}"{did_you_mean(name, SETTINGS_KEYS)}; '
                             f"settings are {one_of(SETTINGS_KEYS)}", file=file, key=f"{key}.{name}")
+    _check_time_window(values, overrides or {}, file=file, key=key)
     try:
         return _SETTINGS.validate_python(merged)
     except ValidationError as exc:
         raise SpecError(_describe(exc, prefix=key), file=file) from None
+
+
+def _check_time_window(values: Mapping[str, Any], overrides: Mapping[str, Any], *, file: str,
+                       key: str) -> None:
+    """max_time_s below min_time_s, named with where each came from and the fix; often one
+    is an override (`--set max_time_s=0.3`) and the other the default."""
+    defaults = Settings()
+    found: dict[str, tuple[Any, str]] = {}
+    for name in ("min_time_s", "max_time_s"):
+        if name in overrides:
+            found[name] = (overrides[name], "override")
+        elif name in values:
+            found[name] = (values[name], key)
+        else:
+            found[name] = (getattr(defaults, name), "default")
+    (low, low_from), (high, high_from) = found["min_time_s"], found["max_time_s"]
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+    if not numbers or not high < low:
+        return
+    fix = (f"also override min_time_s (e.g. --set min_time_s={high:g}) or raise max_time_s"
+           if high_from == "override" and low_from != "override" else
+           f"lower min_time_s to {high:g} or less, or raise max_time_s")
+    in_file = {low_from, high_from} - {"default", "override"}
+    raise SpecError(f"max_time_s = {high:g} ({high_from}) is below min_time_s = {low:g} "
+                    f"({low_from}): measuring would have to stop before it may; {fix}",
+                    file=file if in_file else None)
 
 
 # ---- expansion ------------------------------------------------------------------------------
@@ -253,6 +307,11 @@ def _expand(block: SweepBlock, settings: Settings, suite: str, *, file: str,
                 values[axis] = given if given is not None else [default]
             else:
                 values[axis] = given
+        count = math.prod(len(v) for v in values.values())
+        if count * len(block.model) > MAX_CASES:
+            raise SpecError(f"this block expands to {count * len(block.model):,} cases; the "
+                            f"limit is {MAX_CASES:,}: split the sweep or narrow its axes",
+                            file=file, key=where)
         for combo in itertools.product(*values.values()):
             params = dict(zip(values, combo, strict=True))
             if any(_matches(rule, model_name, params) for rule in rules):
@@ -260,6 +319,7 @@ def _expand(block: SweepBlock, settings: Settings, suite: str, *, file: str,
             case = Case(model=model_name, model_args=model_args, settings=settings, suite=suite,
                         sweep=block.name, **params)
             _check_static(case, file=file, where=where)
+            _check_footprint(case, file=file, where=where)
             out.append(case)
     if not out:
         raise SpecError("every case of this block is excluded; loosen `exclude` or remove the "
@@ -280,12 +340,13 @@ def _check_model_axes(block: SweepBlock, model_name: str, *, file: str, where: s
                 f'model "{model_name}" does not take `{axis}` (it takes {takes}){note}; '
                 f"remove `{axis}` or put {model_name} in a [[sweep]] block of its own",
                 file=file, key=f"{where}.{axis}")
-        low, high = info.bounds.get(axis, (None, None))
+        if axis not in models.AXIS_MAX:  # not a number (activation)
+            continue
+        low, high = info.bounds_of(axis)
         for i, value in enumerate(given):
-            if (low is not None and value < low) or (high is not None and value > high):
-                allowed = f">= {low}" if high is None else f"between {low} and {high}"
-                raise SpecError(f"{value} is out of range for {model_name}; use a value {allowed}",
-                                file=file, key=f"{where}.{axis}[{i}]")
+            if not low <= value <= high:
+                raise SpecError(f"{value} is out of range for {model_name}; use a value "
+                                f"between {low} and {high}", file=file, key=f"{where}.{axis}[{i}]")
     if block.model_args and not info.takes_model_args:
         raise SpecError(f'model "{model_name}" takes no model_args (only user factories do)',
                         file=file, key=f"{where}.model_args")
@@ -338,6 +399,14 @@ def _check_static(case: Case, *, file: str, where: str) -> None:
         raise SpecError(f"{case.name}: {reason}; remove that value or add "
                         f"`exclude = [{{ {shown} }}]` to the block",
                         file=file, key=f"{where}.{axis}")
+
+
+def _check_footprint(case: Case, *, file: str, where: str) -> None:
+    size = footprint.estimate(case)
+    if size is not None and size.bytes > footprint.MAX_BYTES:
+        raise SpecError(f"{case.name} needs {size.describe()}: more memory than any machine "
+                        f"has ({footprint.human(footprint.MAX_BYTES)}); use smaller sizes",
+                        file=file, key=where)
 
 
 # ---- exclude rules --------------------------------------------------------------------------
@@ -401,6 +470,8 @@ def _describe(exc: ValidationError, prefix: str = "") -> str:
             lines.append(f"{key}: required key is missing")
         elif kind == "too_short":
             lines.append(f"{key}: must not be empty; give at least one value")
+        elif not loc:  # a check of the whole table: the message names the keys
+            lines.append(f"{key}: {error['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"{key}: {error['msg']}, got {_toml(error.get('input'))}")
     first, *rest = lines

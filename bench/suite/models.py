@@ -27,6 +27,10 @@ from bench.errors import SpecError, did_you_mean, one_of
 
 #: Axes that shape the model itself; every model declares the subset it takes.
 MODEL_AXES = ("depth", "width", "activation", "features", "image_size", "seq_len", "classes")
+#: Largest value of each integer axis for any model: beyond these a tensor's size overflows
+#: what kernels index, or a build never ends. (The memory estimate bounds combinations.)
+AXIS_MAX = {"depth": 4096, "width": 2**20, "features": 2**24, "image_size": 2**14,
+            "seq_len": 2**20, "classes": 2**24}
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,13 @@ class ModelInfo:
     fixed_note: str = ""
     #: Whether `model_args` (free-form factory keywords) are accepted.
     takes_model_args: bool = False
-    #: Bounds per integer axis, checked in validation: axis -> (min, max or None).
+    #: Bounds per integer axis, checked in validation: axis -> (min, max or None); a None
+    #: max (and an axis not listed) means `AXIS_MAX`.
     bounds: Mapping[str, tuple[int, int | None]] = field(default_factory=dict)
+
+    def bounds_of(self, axis: str) -> tuple[int, int]:
+        low, high = self.bounds.get(axis, (1, None))
+        return low, min(high, AXIS_MAX[axis]) if high is not None else AXIS_MAX[axis]
 
     def __post_init__(self) -> None:
         unknown = set(self.axes) - set(MODEL_AXES)

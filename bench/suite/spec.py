@@ -24,10 +24,18 @@ from bench.suite.question import Question
 #: Bump when the canonical form changes, so old ids never alias new meanings.
 CASE_ID_VERSION = 1
 
-# Strict per field: a TOML string "3" is an error, an integer 3 for a float is fine.
-PositiveFloat = Annotated[float, Field(gt=0, strict=True)]
-NonNegativeFloat = Annotated[float, Field(ge=0, strict=True)]
-Count = Annotated[int, Field(ge=0, strict=True)]
+# Strict per field: a TOML string "3" is an error, an integer 3 for a float is fine. Every
+# number is bounded: TOML has `inf`, `nan` and integers past 2**63, and none of them is a
+# duration or a count a worker can use (a timer given 1e300 s raises instead of waiting).
+#: The longest duration any setting takes: a week.
+MAX_SECONDS = 7 * 24 * 3600.0
+#: The largest count any setting takes.
+MAX_COUNT = 10**9
+PositiveFloat = Annotated[float, Field(gt=0, le=MAX_SECONDS, strict=True, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, le=MAX_SECONDS, strict=True,
+                                          allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT, strict=True)]
+Interval = Annotated[float, Field(le=60, strict=True, allow_inf_nan=False)]
 
 
 @dataclass(frozen=True)
@@ -42,28 +50,28 @@ class Settings:
 
     warmup_iters: Count = 10
     warmup_time_s: NonNegativeFloat = 0.25
-    min_samples: Annotated[int, Field(ge=2, strict=True)] = 10
+    min_samples: Annotated[int, Field(ge=2, le=MAX_COUNT, strict=True)] = 10
     min_time_s: NonNegativeFloat = 0.5
     max_time_s: PositiveFloat = 10.0
-    target_ci: Annotated[float, Field(gt=0, lt=1, strict=True)] = 0.01
-    confidence: Annotated[float, Field(gt=0.5, lt=1, strict=True)] = 0.95
-    max_samples: Annotated[int, Field(ge=2, strict=True)] = 100_000
+    target_ci: Annotated[float, Field(gt=0, lt=1, strict=True, allow_inf_nan=False)] = 0.01
+    confidence: Annotated[float, Field(gt=0.5, lt=1, strict=True, allow_inf_nan=False)] = 0.95
+    max_samples: Annotated[int, Field(ge=2, le=MAX_COUNT, strict=True)] = 100_000
     #: Whole-case limit (build + warm-up + measuring); past it the worker is killed.
     timeout_s: PositiveFloat = 300.0
     #: `torch.set_num_threads` in the worker; None keeps torch's default (physical cores).
-    threads: Annotated[int, Field(ge=1, strict=True)] | None = None
-    seed: Count = 0
+    threads: Annotated[int, Field(ge=1, le=4096, strict=True)] | None = None
+    seed: Annotated[int, Field(ge=0, lt=2**63 - 1, strict=True)] = 0
     #: Sample the worker from the parent (RSS, NVML) and read CUDA memory per phase. Off, a
     #: case records timing and model statistics only (what the overhead benchmark compares).
     telemetry: Annotated[bool, Field(strict=True)] = True
     #: Parent-side RSS sampling interval; short, so brief peaks are not missed.
-    rss_interval_s: Annotated[float, Field(ge=0.001, strict=True)] = 0.005
+    rss_interval_s: Annotated[Interval, Field(ge=0.001)] = 0.005
     #: Parent-side NVML sampling interval (utilisation, power, clocks, energy counter).
-    telemetry_interval_s: Annotated[float, Field(ge=0.005, strict=True)] = 0.02
+    telemetry_interval_s: Annotated[Interval, Field(ge=0.005)] = 0.02
     #: After timing, run torch.profiler over `profile_iters` calls (outside the timed window)
     #: and keep the top operators and a Chrome trace.
     profile: Annotated[bool, Field(strict=True)] = False
-    profile_iters: Annotated[int, Field(ge=1, strict=True)] = 5
+    profile_iters: Annotated[int, Field(ge=1, le=10_000, strict=True)] = 5
     #: Worker processes per case, visited round-robin through the run so they sample the
     #: machine at different times. The gate tests between-repeat medians when both runs have
     #: at least 3: that is what makes it robust to a machine whose speed drifts. Each
@@ -75,8 +83,8 @@ class Settings:
     measure: Literal["time", "instructions"] = "time"
     #: Counting: calls before counting (CPython specialises code over its first calls), calls
     #: per counted sample, and samples per case.
-    count_warmup: Annotated[int, Field(ge=1, strict=True)] = 10
-    count_calls: Annotated[int, Field(ge=1, strict=True)] = 5
+    count_warmup: Annotated[int, Field(ge=1, le=MAX_COUNT, strict=True)] = 10
+    count_calls: Annotated[int, Field(ge=1, le=MAX_COUNT, strict=True)] = 5
     count_samples: Annotated[int, Field(ge=1, le=1000, strict=True)] = 3
     #: Counting: which kernels torch's libraries use under valgrind. "sse4.2" pins MKL,
     #: oneDNN and ATen to their SSE4.2/baseline kernels: the same counts on any x86-64 CPU,
@@ -87,7 +95,9 @@ class Settings:
     def __post_init__(self) -> None:
         if self.max_time_s < self.min_time_s:
             raise ValueError(
-                f"max_time_s ({self.max_time_s}) must be at least min_time_s ({self.min_time_s})")
+                f"max_time_s = {self.max_time_s:g} is below min_time_s = {self.min_time_s:g}: "
+                "measuring would have to stop before it may; raise max_time_s or lower "
+                f"min_time_s to {self.max_time_s:g} or less")
         if self.measure == "instructions":
             if self.threads not in (None, 1):
                 raise ValueError(
