@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import re
 import shutil
@@ -11,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from gate_helpers import lognormal, record, write_run
 
 from bench.suite import loader as suite_file
 
@@ -27,8 +27,10 @@ def load_workflow() -> dict:
     return data
 
 
-def step(workflow: dict, name: str) -> dict:
-    (found,) = [s for s in workflow["jobs"]["bench"]["steps"] if s.get("name") == name]
+def step(workflow: dict, name: str, job: str | None = None) -> dict:
+    """The step of that name: in `job`, or the only one of that name in any job."""
+    jobs = [job] if job else list(workflow["jobs"])
+    (found,) = [s for j in jobs for s in workflow["jobs"][j]["steps"] if s.get("name") == name]
     return found
 
 
@@ -41,67 +43,129 @@ def applies(step_: dict, event: str) -> bool:
     return match[1] == event
 
 
+def shell(workflow: dict, found: dict, workdir: Path, summary: Path,
+          **env_overrides: str) -> subprocess.CompletedProcess:
+    """A step's shell script with the workflow's and the step's env, as a runner runs it
+    (bash -e); `${{ ... }}` expressions are given by the test as env overrides."""
+    step_env = {k: v for k, v in (found.get("env") or {}).items() if "${{" not in str(v)}
+    env = {**os.environ, **workflow["env"], **step_env, **env_overrides,
+           "GITHUB_STEP_SUMMARY": str(summary),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(["bash", "-e", "-c", found["run"]], cwd=workdir, env=env,
+                          capture_output=True, text=True)
+
+
 def run_step(workflow: dict, name: str, event: str, workdir: Path, summary: Path) -> int:
-    """The step's shell script with the workflow's env, as a runner runs it (bash -e)."""
+    """The step's exit code when the runner runs it on `event`."""
     found = step(workflow, name)
     assert applies(found, event), f"{name} does not run on {event}"
-    env = {**os.environ, **workflow["env"], "GITHUB_STEP_SUMMARY": str(summary),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(["bash", "-e", "-c", found["run"]], cwd=workdir, env=env,
-                          capture_output=True, text=True)
-    return done.returncode
+    return shell(workflow, found, workdir, summary).returncode
 
 
 def test_workflow_structure():
     workflow = load_workflow()
     assert workflow["on"] == {"push": {"branches": ["main"]}, "pull_request": None}
-    names = [s.get("name") for s in workflow["jobs"]["bench"]["steps"]]
-    order = ["Restore the main branch's baseline", "Run the suite", "Compare with main",
-             "Save the baseline", "Store the baseline in the cache"]
-    assert [n for n in names if n in order] == order
-    restore = step(workflow, "Restore the main branch's baseline")
-    store = step(workflow, "Store the baseline in the cache")
-    assert restore["uses"].startswith("actions/cache/restore@")
-    assert store["uses"].startswith("actions/cache/save@")
-    assert restore["with"]["path"] == store["with"]["path"] == workflow["env"][
-        "ARCHBENCH_BASELINES"]
-    assert store["with"]["key"].startswith(restore["with"]["restore-keys"])
-    assert applies(restore, "pull_request") and not applies(restore, "push")
-    assert applies(store, "push") and not applies(store, "pull_request")
+    jobs = workflow["jobs"]
+    assert set(jobs) == {"ab", "bench", "counts"}
+    # Pull requests are timed by `ab` alone (base and head in one job: nothing crosses
+    # runners); the `bench` job keeps main's baseline and history on pushes.
+    assert jobs["ab"]["if"] == "github.event_name == 'pull_request'"
+    assert jobs["bench"]["if"] == "github.event_name == 'push'"
+    for job in jobs.values():
+        names = [s["name"] for s in job["steps"] if "name" in s]
+        assert len(names) == len(set(names)), f"a step twice: {names}"
+        for s in job["steps"]:
+            assert "-e ." not in s.get("run", ""), "users install a release, not a checkout"
+            if str(s.get("uses", "")).startswith("actions/upload-artifact"):
+                assert "${{ github.run_attempt }}" in s["with"]["name"], \
+                    "a fixed artifact name fails with 409 when a job is re-run"
+    steps = jobs["ab"]["steps"]
+    checkout = steps[0]
+    assert checkout["uses"].startswith("actions/checkout@")
+    assert checkout["with"]["fetch-depth"] == 0, "the base commit must be in the clone"
+    install = step(workflow, "Install", job="ab")["run"]
+    assert 'pip install "archbench==${ARCHBENCH_VERSION}"' in install
+    assert "-e ." not in install, "users install a release, not archbench's own checkout"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", workflow["env"]["ARCHBENCH_VERSION"])
+    ab = step(workflow, "Base and head side by side", job="ab")
+    assert ab["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+    assert 'archbench ab "$SUITE" --baseline "$BASE_SHA" --candidate .' in ab["run"]
+    upload = step(workflow, "Keep the run folders", job="ab")
+    assert upload["if"] == "always()"
+    assert "${{ github.run_attempt }}" in upload["with"]["name"], \
+        "a fixed artifact name fails with 409 when a job is re-run"
+    assert not any("cache" in str(s.get("uses", "")) for s in steps)
     # The suite it runs is a valid suite.
     suite = suite_file.load(ROOT / workflow["env"]["SUITE"])
     assert suite.name == "ci" and all(c.device == "cpu" for c in suite.cases)
     assert {c.settings.threads for c in suite.cases} == {1}
 
 
-def test_workflow_gate_steps_end_to_end(tmp_path):
+MODEL = """\
+import torch
+
+
+def factory(case):
+    return torch.nn.Linear({width}, {width}), lambda batch: torch.randn(batch, {width})
+"""
+
+SUITE = """\
+[suite]
+name = "scratch"
+[settings]
+warmup_iters = 1
+warmup_time_s = 0.0
+min_samples = 5
+min_time_s = 0.0
+max_time_s = 0.05
+timeout_s = 60
+threads = 1
+[[sweep]]
+model = "bench_models.py:factory"
+batch_size = [1]
+"""
+
+
+@pytest.mark.slow
+def test_workflow_steps_on_a_scratch_repository(tmp_path):
+    """A user's repository with two commits, the second a bigger model: the workflow's
+    gate step measures both in one run and fails on the (exact) parameter regression; the
+    same step with the base as candidate passes. Timing is switched off so the verdict does
+    not depend on this machine's load."""
     workflow = load_workflow()
-    run_dir = tmp_path / workflow["env"]["RUN_DIR"]
+    repo = tmp_path / "repo"
+    (repo / "bench_suites").mkdir(parents=True)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "bench_suites" / "ci.toml").write_text(SUITE)
+    shas = []
+    for width in (8, 16):
+        (repo / "bench_suites" / "bench_models.py").write_text(MODEL.format(width=width))
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-qm", f"width {width}"], check=True)
+        shas.append(subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True,
+                                   text=True, check=True).stdout.strip())
     summary = tmp_path / "summary.md"
-
-    def measured(factor: float, seed: int) -> None:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        write_run(run_dir, [record("mlp-a", lognormal(10 * factor, 60, seed=seed)),
-                            record("cnn-b", lognormal(4, 60, seed=seed + 1))])
-
-    # A pull request before main ever saved a baseline: a note, not a failure.
-    measured(1.0, 1)
-    assert run_step(workflow, "Compare with main", "pull_request", tmp_path, summary) == 0
-    assert "no baseline yet" in summary.read_text()
-
-    # main: the run becomes the baseline (then travels through the cache).
-    assert run_step(workflow, "Save the baseline", "push", tmp_path, summary) == 0
-    assert (tmp_path / workflow["env"]["ARCHBENCH_BASELINES"] / "main" / "run.json").is_file()
-
-    # A pull request with noise only passes; one with a slower case fails the job.
-    measured(1.0, 10)
-    assert run_step(workflow, "Compare with main", "pull_request", tmp_path, summary) == 0
-    assert "### archbench compare: no regression" in summary.read_text()
-    measured(1.2, 20)
-    assert run_step(workflow, "Compare with main", "pull_request", tmp_path, summary) == 1
+    options = "--threshold timing=off --min-pairs 2 --max-pairs 2"
+    ab = step(workflow, "Base and head side by side", job="ab")
+    done = shell(workflow, ab, repo, summary, SUITE="bench_suites/ci.toml", BASE_SHA=shas[0],
+                 AB_OPTIONS=options)
+    assert done.returncode == 1, done.stderr
     text = summary.read_text()
-    assert "### archbench compare: 1 regression" in text
-    assert "| **regression** | mlp-a | median_ms |" in text
+    # parameters, non-zero parameters, weight bytes and FLOPs: all exact metrics
+    assert text.startswith("### archbench compare: 4 regressions")
+    assert "| **regression** | factory-b1-fp32-cpu | params_total |" in text
+    out = repo / workflow["env"]["OUT"]
+    assert (out / "baseline" / "results.jsonl").is_file()
+    assert (out / "candidate" / "results.jsonl").is_file()
+    assert json.loads((out / "comparison.json").read_text())["cases_compared"] == 1
+    # The base against itself: nothing changed, exit 0.
+    shutil.rmtree(out)
+    same = shell(workflow, ab, repo, summary, SUITE="bench_suites/ci.toml", BASE_SHA=shas[1],
+                 AB_OPTIONS=options)
+    assert same.returncode == 0, same.stderr
+    worktrees = subprocess.run([*git, "worktree", "list"], capture_output=True, text=True)
+    assert len(worktrees.stdout.strip().splitlines()) == 1
 
 
 def test_tox_envs_run_the_suite_and_compare():
@@ -126,7 +190,7 @@ def test_counted_job_counts_the_same_suite_into_its_own_baseline():
     restore = steps["Restore the main branch's counts"]
     store = steps["Store the baseline in the cache"]
     assert store["with"]["key"].startswith(restore["with"]["restore-keys"])
-    timed = step(workflow, "Store the baseline in the cache")["with"]["key"]
+    timed = step(workflow, "Store the baseline in the cache", job="bench")["with"]["key"]
     assert not timed.startswith(restore["with"]["restore-keys"])  # caches do not mix
     # the suite the timed job runs can be counted as it is (one thread, CPU only)
     suite = suite_file.load(ROOT / workflow["env"]["SUITE"],

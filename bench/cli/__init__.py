@@ -23,7 +23,8 @@ EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: Each module defines `register(subparsers)`, which adds its parser and sets `handler`.
 COMMAND_MODULES = ("bench.cli.run_cmd", "bench.cli.list_cmd", "bench.cli.calibrate_cmd",
                    "bench.cli.compare_cmd", "bench.cli.baseline_cmd", "bench.cli.export_cmd",
-                   "bench.cli.report_cmd", "bench.cli.best_cmd", "bench.cli.history_cmd")
+                   "bench.cli.report_cmd", "bench.cli.best_cmd", "bench.cli.history_cmd",
+                   "bench.cli.ab_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

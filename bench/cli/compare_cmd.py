@@ -114,7 +114,8 @@ def print_table(comparison: Comparison, *, everything: bool = False) -> None:
     say((comparison.baseline_label, "bold"), " (baseline) → ",
         (comparison.candidate_label, "bold"), " (candidate)", to=out)
     say(compare_output.settings_line(comparison), to=out)
-    for line in [*compare_output.env_lines(comparison), *compare_output.drift_lines(comparison)]:
+    for line in [*compare_output.env_lines(comparison), *compare_output.drift_lines(comparison),
+                 *compare_output.inconclusive_lines(comparison)]:
         say(("warning:", "bold yellow"), f" {line}", to=out)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("verdict", no_wrap=True)
@@ -138,5 +139,6 @@ def print_table(comparison: Comparison, *, everything: bool = False) -> None:
                          ("only in the candidate", comparison.only_in_candidate)):
         if names:
             say(f"{len(names)} case(s) {title}: {', '.join(names)}")
-    style = "bold red" if comparison.has_regression else "bold green"
+    style = ("bold red" if comparison.has_regression else
+             "bold yellow" if comparison.unresolved() else "bold green")
     say((compare_output.headline(comparison), style))

@@ -36,6 +36,13 @@ import numpy as np
 
 from bench.env import FINGERPRINT_KEYS, fingerprint, hardware_hash
 from bench.errors import CompareError
+from bench.gate.paired import (
+    PAIR_QUANTILE,
+    PAIRED_TESTS,
+    mde_from_interval,
+    paired_test,
+    worker_time,
+)
 from bench.gate.significance import (
     CORRECTIONS,
     MIN_REPEATS,
@@ -78,6 +85,13 @@ class CompareOptions:
     #: Of the interval reported for each timing change.
     confidence: float = 0.95
     allow_env_mismatch: bool = False
+    #: Test timing pair by pair ("t" or "wilcoxon"): repeat k of the baseline against repeat
+    #: k of the candidate, for runs measured side by side (`archbench ab`). None: unpaired,
+    #: unless both runs are the two sides of one A/B run (then its own paired test).
+    paired_test: str | None = None
+    #: Percentile of a worker's samples that stands for it in its pair (10: see
+    #: `bench.gate.paired.PAIR_QUANTILE`; 50: the median).
+    pair_quantile: float = PAIR_QUANTILE
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
@@ -89,6 +103,12 @@ class CompareOptions:
             raise CompareError(f"min_samples {self.min_samples} must be at least 2")
         if not 0.5 < self.confidence < 1:
             raise CompareError(f"confidence {self.confidence} must be between 0.5 and 1")
+        if self.paired_test is not None and self.paired_test not in PAIRED_TESTS:
+            raise CompareError(f'paired test "{self.paired_test}" is unknown; use one of '
+                               f"{PAIRED_TESTS}")
+        if not 0 <= self.pair_quantile <= 100:
+            raise CompareError(f"pair quantile {self.pair_quantile} must be a percentile, 0 "
+                               "to 100 (10 by default, 50 for the median)")
 
     @classmethod
     def from_specs(cls, specs: str | Iterable[str], **kwargs: Any) -> CompareOptions:
@@ -120,9 +140,13 @@ class MetricVerdict:
     n_candidate: int | None = None
     #: Why the verdict is what it is, in words (shown next to non-`same` rows).
     note: str = ""
-    #: What a timing verdict was tested on: "repeats" (per-repeat medians, robust to drift
-    #: between runs) or "samples" (one worker's samples a side).
+    #: What a timing verdict was tested on: "paired" (pairs of workers side by side in one
+    #: A/B run), "repeats" (per-repeat medians, robust to drift between runs) or "samples"
+    #: (one worker's samples a side).
     test: str = ""
+    #: Timing: the smallest change (%) this test would have caught with 80% power at the
+    #: strictest corrected level (alpha / cases tested): what "inconclusive" could not see.
+    mde_pct: float | None = None
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -149,6 +173,8 @@ class Comparison:
     thresholds: tuple[str, ...] = field(default_factory=tuple)
     #: Cases present on both sides (each has at least a status row unless all metrics are off).
     cases_compared: int = 0
+    #: Percentile of each worker's samples used for its pair; None when nothing was paired.
+    pair_quantile: float | None = None
     #: Labels of the runs whose cases ran on more than one kind of node (a Ray cluster).
     mixed_hardware: tuple[str, ...] = ()
 
@@ -162,6 +188,22 @@ class Comparison:
 
     def counts(self) -> dict[str, int]:
         return {v: sum(m.verdict == v for m in self.verdicts) for v in VERDICTS}
+
+    def timing(self) -> tuple[MetricVerdict, ...]:
+        return tuple(v for v in self.verdicts if v.kind == "timing")
+
+    def unresolved(self) -> tuple[MetricVerdict, ...]:
+        """Timing verdicts the data could not decide: neither a change nor `same`."""
+        return tuple(v for v in self.timing() if v.verdict == "inconclusive")
+
+    def detectable_pct(self) -> dict[str, float] | None:
+        """Minimum detectable change (%) over the undecided timing cases (over every timing
+        case when all were decided): the smallest slowdown this run could have caught."""
+        rows = self.unresolved() or self.timing()
+        values = sorted(v.mde_pct for v in rows if v.mde_pct is not None)
+        if not values:
+            return None
+        return {"min": values[0], "median": float(np.median(values)), "max": values[-1]}
 
     def for_case(self, case_id: str) -> tuple[MetricVerdict, ...]:
         return tuple(v for v in self.verdicts if v.case_id == case_id)
@@ -186,6 +228,10 @@ class Comparison:
             "counts": self.counts(),
             "regression": self.has_regression,
             "cases_compared": self.cases_compared,
+            "paired": any(v.test == "paired" for v in self.timing()),
+            "pair_quantile": self.pair_quantile,
+            "unresolved": len(self.unresolved()),
+            "detectable_pct": self.detectable_pct(),
             "mixed_hardware": list(self.mixed_hardware),
             "only_in_baseline": list(self.only_in_baseline),
             "only_in_candidate": list(self.only_in_candidate),
@@ -218,6 +264,14 @@ def compare_runs(baseline: RunLike | RunData, candidate: RunLike | RunData,
     """
     options = options or CompareOptions()
     base, cand = _as_run(baseline, "baseline"), _as_run(candidate, "candidate")
+    ab_base, ab_cand = base.meta.get("ab") or {}, cand.meta.get("ab") or {}
+    if (options.paired_test is None and ab_base.get("id")
+            and ab_base.get("id") == ab_cand.get("id")
+            and ab_base.get("side") != ab_cand.get("side")):
+        # The two sides of one A/B run: their repeats are pairs, whichever front end asks.
+        options = replace(options, paired_test=str(ab_base.get("method") or "t"),
+                          pair_quantile=float(ab_base.get("quantile",
+                                                          options.pair_quantile)))
     mismatch = env_mismatch(base.env, cand.env)
     if mismatch and not options.allow_env_mismatch:
         raise EnvMismatch(mismatch)
@@ -255,6 +309,8 @@ def compare_records(baseline: Sequence[Record], candidate: Sequence[Record],
     options = options or CompareOptions()
     base = {r.case_id: r for r in merge_repeats(baseline)}
     cand = {r.case_id: r for r in merge_repeats(candidate)}
+    workers = (_workers(baseline, options.pair_quantile),
+               _workers(candidate, options.pair_quantile))
     base_hw, cand_hw = hardware_by_case(baseline, envs[0]), hardware_by_case(candidate, envs[1])
     common = [cid for cid in base if cid in cand]
     rows: list[MetricVerdict] = []
@@ -268,7 +324,7 @@ def compare_records(baseline: Sequence[Record], candidate: Sequence[Record],
         if hw_b and hw_c and hw_b != hw_c and not options.allow_env_mismatch:
             rows.append(_hardware_verdict(c, hw_b, hw_c))
             continue
-        test = _timing_test(b, c, options)
+        test = _timing_test(b, c, options, workers)
         if test is not None:
             timing[len(rows)] = test
             rows.append(test.placeholder)
@@ -287,6 +343,7 @@ def compare_records(baseline: Sequence[Record], candidate: Sequence[Record],
         candidate_label=labels[1],
         thresholds=tuple(rule.text for rule in options.thresholds),
         cases_compared=len(common),
+        pair_quantile=options.pair_quantile if options.paired_test else None,
     )
 
 
@@ -308,9 +365,21 @@ class _TimingTest:
     threshold: float
     p_greater: float | None
     p_less: float | None
+    #: Of the test's t-interval; None for a rank interval.
+    df: float | None = None
 
 
-def _timing_test(b: Record, c: Record, options: CompareOptions) -> _TimingTest | None:
+Workers = dict[tuple[str, int], float]
+
+
+def _workers(records: Sequence[Record], quantile: float) -> Workers:
+    """(case_id, repeat) -> that worker's time in ns, for pairing (the last record wins)."""
+    return {(r.case_id, r.repeat): worker_time(r.samples_ns, quantile) for r in records
+            if r.status == "ok" and r.samples_ns}
+
+
+def _timing_test(b: Record, c: Record, options: CompareOptions,
+                 workers: tuple[Workers, Workers] = ({}, {})) -> _TimingTest | None:
     """The timing test of one case: on per-repeat medians when both sides have at least
     MIN_REPEATS repeats (robust to drift between runs), else on the two sides' samples."""
     spec = metric_specs()[TIMING_METRIC]
@@ -318,6 +387,8 @@ def _timing_test(b: Record, c: Record, options: CompareOptions) -> _TimingTest |
     xs, ys = np.asarray(b.samples_ns) / 1e6, np.asarray(c.samples_ns) / 1e6
     if threshold is None or xs.size == 0 or ys.size == 0:
         return None
+    if options.paired_test is not None:
+        return _paired_timing_test(b, c, threshold, options, workers)
     rb = np.asarray((b.timing or {}).get("repeat_medians_ns") or []) / 1e6
     rc = np.asarray((c.timing or {}).get("repeat_medians_ns") or []) / 1e6
     if rb.size >= MIN_REPEATS and rc.size >= MIN_REPEATS:
@@ -349,12 +420,38 @@ def _repeat_timing_test(b: Record, c: Record, rb: np.ndarray, rc: np.ndarray, th
     return _tested(row, test, threshold)
 
 
+def _paired_timing_test(b: Record, c: Record, threshold: float, options: CompareOptions,
+                        workers: tuple[Workers, Workers]) -> _TimingTest:
+    """Repeat k of the baseline against repeat k of the candidate: the pairs of an A/B run.
+    Each worker stands in its pair by a low percentile of its samples (`pair_quantile`);
+    the values shown are the geometric means of those over the pairs."""
+    wb, wc = workers
+    ids = sorted({k for cid, k in wb if cid == b.case_id} & {k for cid, k in wc
+                                                             if cid == c.case_id})
+    pairs = [(wb[(b.case_id, k)], wc[(c.case_id, k)]) for k in ids]
+    xb = np.asarray([p[0] for p in pairs]) / 1e6
+    xc = np.asarray([p[1] for p in pairs]) / 1e6
+    row = MetricVerdict(case_id=c.case_id, name=c.name, metric=TIMING_METRIC, baseline=None,
+                        candidate=None, delta_pct=None, ci_low_pct=None, ci_high_pct=None,
+                        p_value=None, p_adjusted=None, verdict="inconclusive", kind="timing",
+                        threshold=threshold, n_baseline=len(pairs), n_candidate=len(pairs),
+                        test="paired")
+    if len(pairs) < 2:
+        note = f"{len(pairs)} complete pair(s); the paired test needs at least 2"
+        return _TimingTest(replace(row, note=note), threshold, None, None)
+    test = paired_test(xb, xc, confidence=options.confidence,
+                       method=options.paired_test or "t")
+    row = replace(row, baseline=float(np.exp(np.log(xb).mean())),
+                  candidate=float(np.exp(np.log(xc).mean())), delta_pct=(test.ratio - 1) * 100)
+    return _tested(row, test.as_shift(), threshold)
+
+
 def _tested(row: MetricVerdict, test: ShiftTest, threshold: float) -> _TimingTest:
     low = (test.ratio_low - 1) * 100 if test.ratio_low is not None else None
     high = (test.ratio_high - 1) * 100 if test.ratio_high is not None else None
     p = test.p_greater if (row.delta_pct or 0.0) >= 0 else test.p_less
     row = replace(row, ci_low_pct=low, ci_high_pct=high, p_value=p)
-    return _TimingTest(row, threshold, test.p_greater, test.p_less)
+    return _TimingTest(row, threshold, test.p_greater, test.p_less, test.df)
 
 
 def _resolve_timing(tests: Mapping[int, _TimingTest],
@@ -368,12 +465,23 @@ def _resolve_timing(tests: Mapping[int, _TimingTest],
     tested = {i: t for i, t in tests.items() if t.p_greater is not None and t.p_less is not None}
     slower = adjust_pvalues([t.p_greater or 0.0 for t in tested.values()], options.correction)
     faster = adjust_pvalues([t.p_less or 0.0 for t in tested.values()], options.correction)
-    return {index: _decide(test, p_slower, p_faster, options.alpha)
+    # Holm's (and BH's) strictest step: one changed case among k needs p < alpha / k.
+    level = options.alpha / max(len(tested), 1)
+    return {index: _decide(test, p_slower, p_faster, options.alpha,
+                           _mde(test, options.confidence, level))
             for (index, test), p_slower, p_faster in zip(tested.items(), slower, faster,
                                                           strict=True)}
 
 
-def _decide(test: _TimingTest, p_slower: float, p_faster: float, alpha: float) -> MetricVerdict:
+def _mde(test: _TimingTest, confidence: float, level: float) -> float | None:
+    lo, hi = test.placeholder.ci_low_pct, test.placeholder.ci_high_pct
+    if lo is None or hi is None:
+        return None
+    return mde_from_interval(1 + lo / 100, 1 + hi / 100, confidence, level, df=test.df)
+
+
+def _decide(test: _TimingTest, p_slower: float, p_faster: float, alpha: float,
+            mde: float | None = None) -> MetricVerdict:
     row, t = test.placeholder, test.threshold
     delta = row.delta_pct if row.delta_pct is not None else 0.0
     p_adj = p_slower if delta >= 0 else p_faster
@@ -392,7 +500,9 @@ def _decide(test: _TimingTest, p_slower: float, p_faster: float, alpha: float) -
     else:
         verdict, note = "inconclusive", (f"interval [{lo:+.1f}%, {hi:+.1f}%] reaches past "
                                          f"±{t:g}%")
-    return replace(row, p_adjusted=p_adj, verdict=verdict, note=note)
+    if verdict == "inconclusive" and mde is not None:
+        note += f"; could detect ≥ {mde:.1f}%"
+    return replace(row, p_adjusted=p_adj, verdict=verdict, note=note, mde_pct=mde)
 
 
 # ---- deterministic counts, memory, fidelity -------------------------------------------------

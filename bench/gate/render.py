@@ -16,11 +16,37 @@ COLUMNS = ("verdict", "case", "metric", "baseline", "candidate", "change", "95% 
 
 
 def headline(comparison: Comparison) -> str:
+    """The verdict in a few words. "no regression" only when every timing case was decided:
+    when some could not be, the answer is "could not tell", and the headline says so."""
     counts = comparison.counts()
     n = counts["regression"]
-    verdict = f"{n} regression{'s' if n != 1 else ''}" if n else "no regression"
+    unresolved = len(comparison.unresolved())
+    if n:
+        verdict = f"{n} regression{'s' if n != 1 else ''}"
+    elif unresolved:
+        verdict = f"could not tell for {unresolved} timing case{'s' if unresolved != 1 else ''}"
+    else:
+        verdict = "no regression"
     parts = [f"{counts[v]} {v}" for v in ("improvement", "same", "inconclusive") if counts[v]]
     return f"{verdict}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def inconclusive_lines(comparison: Comparison) -> list[str]:
+    """How many timing cases the run could not decide, and the smallest change it could
+    have caught for them: an inconclusive gate is never a silent green."""
+    unresolved = comparison.unresolved()
+    if not unresolved:
+        return []
+    total = len(comparison.timing())
+    mde = comparison.detectable_pct()
+    seen = (f"the smallest slowdown this run could have detected for them is "
+            f"{mde['min']:.1f}% (median {mde['median']:.1f}%, up to {mde['max']:.1f}%)"
+            if mde else "the run had too few measurements to say how small a change it "
+                        "could detect")
+    more = ("add pairs (--max-pairs, --budget)" if any(v.test == "paired" for v in unresolved)
+            else "measure more repeats, or use `archbench ab` (both sides in one run)")
+    return [f"{len(unresolved)} of {total} timing case(s) could not be resolved: neither a "
+            f"change nor the same within the threshold; {seen}. To decide them, {more}."]
 
 
 def settings_line(comparison: Comparison) -> str:
@@ -28,7 +54,11 @@ def settings_line(comparison: Comparison) -> str:
     rules = ", ".join(comparison.thresholds) or ("defaults (timing 5%, memory 10%, exact 0, "
                                                  "counts 0.5%)")
     tests = {v.test for v in comparison.verdicts if v.kind == "timing"}
-    names = {"repeats": "Welch t on log per-repeat medians",
+    quantile = comparison.pair_quantile
+    worker = "median" if quantile in (None, 50) else f"p{quantile:g}"
+    names = {"paired": "paired test on the log-ratios of side-by-side pairs (A/B run; each "
+                       f"worker's {worker} time)",
+             "repeats": "Welch t on log per-repeat medians",
              "samples": "one-sided Mann–Whitney U on the samples"}
     used = "; ".join(names[t] for t in sorted(tests) if t in names) or names["samples"]
     return (f"timing: {used}; {correction} correction, α = {comparison.alpha:g}; "
@@ -122,6 +152,7 @@ def to_markdown(comparison: Comparison, *, everything: bool = False) -> str:
              f"`{_md(comparison.candidate_label)}` (candidate)  ", settings_line(comparison), ""]
     lines += [f"> **Warning:** {line}" for line in env_lines(comparison)]
     lines += [f"> **Note:** {line}" for line in drift_lines(comparison)]
+    lines += [f"> **Undecided:** {line}" for line in inconclusive_lines(comparison)]
     if lines[-1] != "":
         lines.append("")
     shown = rows(comparison, everything=everything)

@@ -55,6 +55,8 @@ class ShiftTest:
     ratio: float | None
     ratio_low: float | None
     ratio_high: float | None
+    #: Degrees of freedom of a t-interval (None: a rank interval, normal in the large).
+    df: float | None = None
 
 
 def shift_test(baseline: Samples, candidate: Samples, confidence: float = 0.95) -> ShiftTest:
@@ -116,6 +118,7 @@ def repeat_shift_test(baseline: Samples, candidate: Samples,
     diff = float(ly.mean() - lx.mean())
     vx, vy = float(lx.var(ddof=1)) / lx.size, float(ly.var(ddof=1)) / ly.size
     se = math.sqrt(vx + vy)
+    df = float(lx.size + ly.size - 2)
     if se == 0.0:  # identical repeats on both sides: the sign of the shift is all there is
         p_greater = 0.0 if diff > 0 else 1.0
         p_less = 0.0 if diff < 0 else 1.0
@@ -127,7 +130,7 @@ def repeat_shift_test(baseline: Samples, candidate: Samples,
         half = float(sps.t.ppf(0.5 + confidence / 2, df)) * se
     return ShiftTest(n_baseline=int(lx.size), n_candidate=int(ly.size), p_greater=p_greater,
                      p_less=p_less, ratio=math.exp(diff), ratio_low=math.exp(diff - half),
-                     ratio_high=math.exp(diff + half))
+                     ratio_high=math.exp(diff + half), df=df)
 
 
 # ---- Hodges–Lehmann shift and its interval --------------------------------------------------

@@ -46,6 +46,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--archbench-baseline", metavar="NAME_OR_PATH",
                     help="compare with this baseline (a name from `archbench baseline list` "
                          "or a run folder)")
+    group.addoption("--archbench-ab", metavar="REF|DIR|PYTHON",
+                    help="measure the suite cases side by side with this baseline version (a "
+                         "git revision, a folder or a Python interpreter) in one run, pair by "
+                         "pair, as `archbench ab` does; the gate then tests the pairs")
     group.addoption("--archbench-fail", metavar="SPEC",
                     help=f"fail regressed cases; SPEC: {THRESHOLD_HELP}")
     group.addoption("--archbench-report", metavar="HTML",

@@ -26,7 +26,7 @@ from bench.pytest.items import CaseItem, GateFailure
 from bench.results.baselines import baselines_dir, resolve
 from bench.results.pytest_benchmark import export
 from bench.results.record import Record
-from bench.results.store import RunData
+from bench.results.store import RunData, write_json_atomic
 from bench.suite.overrides import parse_settings
 from bench.suite.spec import Case
 
@@ -49,9 +49,13 @@ class PluginState:
                                       cpu_slots=opt("archbench_cpu_slots"))
         fail_spec = opt("archbench_fail")
         baseline_ref = opt("archbench_baseline")
-        if fail_spec and not baseline_ref:
-            raise CompareError("--archbench-fail needs --archbench-baseline NAME_OR_PATH to "
-                               "compare with")
+        self.ab_ref: str | None = opt("archbench_ab")
+        if baseline_ref and self.ab_ref:
+            raise CompareError("--archbench-baseline and --archbench-ab both give a baseline; "
+                               "keep one (--archbench-ab measures it in this session)")
+        if fail_spec and not (baseline_ref or self.ab_ref):
+            raise CompareError("--archbench-fail needs --archbench-baseline NAME_OR_PATH or "
+                               "--archbench-ab REF to compare with")
         self.fail_on_regression = bool(fail_spec)
         self.options = CompareOptions(thresholds=parse_thresholds(fail_spec or ()),
                                       allow_env_mismatch=opt("archbench_allow_env_mismatch"))
@@ -67,6 +71,8 @@ class PluginState:
         self.history = opt("archbench_history")
 
         self.run: RunSession | None = None
+        #: The A/B run's folder (--archbench-ab), once measured.
+        self.ab_dir: Path | None = None
         self.case_items: list[CaseItem] = []
         self.records: dict[str, Record] = {}  # nodeid -> record of a suite case
         self.fixture_records: list[Record] = []
@@ -82,12 +88,16 @@ class PluginState:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
-        """With --archbench-fail, measure every selected case before the items report: the
-        correction across cases needs all their p-values. On Ray too: the cluster measures
-        them side by side instead of one per item."""
-        measure_first = self.fail_on_regression or self.run_options.executor != "local"
-        if session.config.option.collectonly or not measure_first or not self.case_items \
-                or session.testsfailed:
+        """With --archbench-fail (or --archbench-ab), measure every selected case before the
+        items report: the correction across cases needs all their p-values (and A/B pairs
+        are measured together). On Ray too: the cluster measures them side by side instead
+        of one per item."""
+        if session.config.option.collectonly or not self.case_items or session.testsfailed:
+            return
+        if self.ab_ref:
+            self._measure_ab()
+            return
+        if not (self.fail_on_regression or self.run_options.executor != "local"):
             return
 
         def progress(index: int, total: int, case: Case, repeat: int) -> None:
@@ -103,6 +113,8 @@ class PluginState:
                 [self.records[i.nodeid] for i in self.case_items], suite=True)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.ab_dir is not None:
+            self._summarise_ab()
         if self.run is None:
             if self.report_path or self.benchmark_json or self.history:
                 self.lines.append("archbench: no suite case or fixture measurement ran; "
@@ -121,6 +133,11 @@ class PluginState:
             if self.fixture_records:
                 self.fixture_comparison = self._compare(self.fixture_records, suite=False)
             self._summarise()
+            if self.suite_comparison is not None:
+                # What the gate decided, beside the run it decided on: `archbench compare
+                # BASELINE RUN_DIR --json` on the same folders gives these verdicts.
+                write_json_atomic(self.run.run_dir / "comparison.json",
+                                  self.suite_comparison.to_dict())
             fixture_regressed = (self.fixture_comparison is not None
                                  and self.fixture_comparison.has_regression)
             failed = self.fail_on_regression and (fixture_regressed or
@@ -173,9 +190,74 @@ class PluginState:
         if regressed:
             raise GateFailure(regression_message(item.name, regressed, self.suite_comparison))
 
+    def _measure_ab(self) -> None:
+        """Both sides of every selected case, pair by pair (`bench.engine.ab`), then the
+        gate on the pairs — the run `archbench ab` makes, with the cases pytest selected."""
+        from dataclasses import replace
+
+        from bench.engine.ab import ABObserver, ABOptions, default_out, resolved_sides, run_ab
+        from bench.gate.paired import PAIR_QUANTILE, AdaptiveStop
+        from bench.results.repeats import merge_repeats
+
+        assert self.ab_ref is not None
+        suites = list({id(i.suite): i.suite for i in self.case_items}.values())
+        cases = [i.case for i in self.case_items]
+        out = self.out or default_out(cases[0].suite)
+        options = ABOptions(out=out, command=("pytest", *self.config.invocation_params.args),
+                            meta=(("method", "t"), ("quantile", PAIR_QUANTILE)))
+        stop = AdaptiveStop(thresholds=self.options.thresholds)
+        plugin = self
+
+        class Progress(ABObserver):
+            def started(self, run_dirs: dict[str, Path], cases: int) -> None:
+                plugin._progress(f"archbench: A/B run of {cases} case(s) against "
+                                 f"{plugin.ab_ref} in {out}")
+
+            def pair_done(self, case: Case, pair: int, order: tuple[str, str],
+                          records: dict[str, Record], state: str | None) -> None:
+                done = f" [{state}]" if state else ""
+                plugin._progress(f"archbench: pair {pair + 1} {case.name}{done}")
+
+        with resolved_sides(self.ab_ref, ".") as sides:
+            result = run_ab([s.path for s in suites], cases, sides, options, stop=stop,
+                            settings=self.settings_overrides, observer=Progress())
+        self.ab_dir = out
+        merged = {r.case_id: r for r in merge_repeats(result.records["candidate"])}
+        for item in self.case_items:
+            if item.case.case_id in merged:
+                self.records[item.nodeid] = merged[item.case.case_id]
+        try:
+            self.suite_comparison = compare_runs(
+                result.run_dirs["baseline"], result.run_dirs["candidate"],
+                replace(self.options, allow_env_mismatch=True))
+        except CompareError as exc:
+            self.gate_error = str(exc)
+            return
+        write_json_atomic(out / "comparison.json", self.suite_comparison.to_dict())
+
+    def _summarise_ab(self) -> None:
+        self.lines.append(f"archbench: A/B run against {self.ab_ref}: {self.ab_dir}")
+        if self.gate_error is not None:
+            self.lines.append(f"archbench: suite cases: cannot compare: {self.gate_error}")
+        elif self.suite_comparison is not None:
+            self.lines.append(f"archbench: suite cases, side by side with {self.ab_ref}: "
+                              f"{compare_output.headline(self.suite_comparison)}")
+            for line in compare_output.inconclusive_lines(self.suite_comparison):
+                self.lines.append(f"  warning: {line}")
+            for row in self.suite_comparison.regressions:
+                self.lines.append("  " + describe_row(row))
+        if self.fixture_records:
+            self.lines.append("archbench: fixture measurements run in this process only; "
+                              "--archbench-ab does not pair them")
+
     def _compare(self, records: Sequence[Record], *, suite: bool) -> Comparison | None:
+        """The gate on these cases, from their per-repeat records as this run stored them:
+        the same input `archbench compare` reads from the run folder, so both give one
+        answer."""
         assert self.baseline is not None and self.run is not None
-        candidate = RunData(records=tuple(records), env=self.run.meta.get("env"),
+        wanted = {r.case_id for r in records}
+        raw = tuple(r for r in self.run.records if r.case_id in wanted)
+        candidate = RunData(records=raw, env=self.run.meta.get("env"),
                             label=f"this session ({self.run.run_id})", path=self.run.run_dir)
         try:
             return compare_runs(self.baseline, candidate, self.options)
@@ -196,7 +278,8 @@ class PluginState:
             elif comparison is not None:
                 self.lines.append(f"archbench: {title} vs {comparison.baseline_label}: "
                                   f"{compare_output.headline(comparison)}")
-                for line in compare_output.env_lines(comparison):
+                for line in (*compare_output.env_lines(comparison),
+                             *compare_output.inconclusive_lines(comparison)):
                     self.lines.append(f"  warning: {line}")
                 for row in comparison.regressions:
                     self.lines.append("  " + describe_row(row))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.decide import Question
 from bench.errors import CompareError, ResultsError
+from bench.gate import render
 from bench.gate.compare import FRAME_COLUMNS, CompareOptions, compare_runs
 from bench.report.model import ComparisonData, ReportInput, RunFrame
 from bench.results.frame import load
@@ -43,7 +44,9 @@ def compare(baseline: RunFrame, candidate: RunFrame) -> ComparisonData:
     return ComparisonData(baseline.label, candidate.label, frame=result.to_frame(),
                           only_in_baseline=result.only_in_baseline,
                           only_in_candidate=result.only_in_candidate,
-                          env_mismatch=result.env_mismatch, correction=result.correction)
+                          env_mismatch=result.env_mismatch, correction=result.correction,
+                          caveats=(*render.drift_lines(result),
+                                   *render.inconclusive_lines(result)))
 
 
 def _empty_comparison() -> pd.DataFrame:

@@ -107,6 +107,7 @@ def _comparison(comparison: ComparisonData) -> list[str]:
                            else None)
     if comparison.env_mismatch:
         lines.append(f"\n> ⚠️ Environments differ: {md(', '.join(comparison.env_mismatch))}")
+    lines += [f"\n> ⚠️ {md(line)}" for line in comparison.caveats]
     for side, names in (("only in the baseline", comparison.only_in_baseline),
                         ("only in the candidate", comparison.only_in_candidate)):
         if names:

@@ -48,6 +48,9 @@ class ComparisonData:
     env_mismatch: Mapping[str, Any] | None = None
     correction: str = ""
     error: str | None = None
+    #: What a reader must know before trusting the verdicts (single-worker drift, cases the
+    #: run could not decide and the smallest change it could have seen), as the CLI says it.
+    caveats: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)

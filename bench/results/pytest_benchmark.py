@@ -26,15 +26,19 @@ from typing import Any
 
 from bench._version import __version__
 from bench.results.record import Record
+from bench.results.repeats import merge_repeats
 
 FORMAT_NOTE = "pytest-benchmark JSON written by archbench"
 
 
 def export(records: Sequence[Record], meta: Mapping[str, Any]) -> dict[str, Any]:
     env = dict(meta.get("env") or {})
+    records = merge_repeats(records)
     return {
         "machine_info": machine_info(env),
         "commit_info": commit_info(env, project=Path(str(meta.get("cwd") or "")).name or None),
+        # One entry per case: a case's repeats are one benchmark (pooled samples), as
+        # pytest-benchmark has one entry per test.
         "benchmarks": [benchmark(r) for r in records if r.status == "ok" and r.samples_ns],
         "datetime": meta.get("started_at"),
         "version": f"archbench {__version__}",

@@ -8,12 +8,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bench.errors import ResultsError
 from bench.plain import plain
+
+if TYPE_CHECKING:
+    from bench.stats import Summary
 
 SCHEMA_VERSION = 1
 
@@ -57,6 +60,30 @@ class Record:
     @property
     def samples_ns(self) -> list[float]:
         return list((self.timing or {}).get("samples_ns") or [])
+
+    def summary(self) -> Summary | None:
+        """The timing statistics a test asserts on, in milliseconds (median, its confidence
+        interval, IQR, percentiles...); None without samples (a case that did not run)."""
+        from bench.stats import summarize  # scipy: loaded when a test asks, not at import
+
+        samples = self.samples_ns
+        if not samples:
+            return None
+        confidence = float(self.settings.get("confidence") or 0.95)
+        items = int(self.params.get("batch_size") or 1)
+        return summarize(samples, items_per_iter=items, confidence=confidence)
+
+    @property
+    def median_ms(self) -> float | None:
+        """The median time per call in ms (None without samples)."""
+        stats = self.summary()
+        return stats.median_ms if stats else None
+
+    @property
+    def ci_ms(self) -> tuple[float, float] | None:
+        """The median's confidence interval in ms, distribution-free (`bench.stats`)."""
+        stats = self.summary()
+        return (stats.ci_low_ms, stats.ci_high_ms) if stats else None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

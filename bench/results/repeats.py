@@ -38,7 +38,10 @@ def merge(group: list[Record]) -> Record:
     if ok:
         timing = dict(ok[0].timing or {})
         timing["samples_ns"] = [s for r in ok for s in r.samples_ns]
-        timing["repeat_medians_ns"] = [statistics.median(r.samples_ns) for r in ok]
+        # A record that is already a merge keeps its repeats' medians (merging is
+        # idempotent: pooling twice must not collapse five repeats into one).
+        timing["repeat_medians_ns"] = [m for r in ok for m in _repeat_medians(r)]
+        timing["repeat_ids"] = [k for r in ok for k in _repeat_ids(r)]
         timing["target_met"] = all((r.timing or {}).get("target_met") for r in ok)
         timing["measure_ns"] = sum((r.timing or {}).get("measure_ns") or 0 for r in ok)
     metrics = dict(base.metrics)
@@ -66,6 +69,19 @@ def merge(group: list[Record]) -> Record:
         warnings=tuple(dict.fromkeys(w for r in group for w in r.warnings)),
         duration_s=sum(r.duration_s or 0.0 for r in group),
     )
+
+
+def _repeat_medians(record: Record) -> list[float]:
+    merged = (record.timing or {}).get("repeat_medians_ns")
+    return list(merged) if merged else [statistics.median(record.samples_ns)]
+
+
+def _repeat_ids(record: Record) -> list[int]:
+    merged = (record.timing or {}).get("repeat_medians_ns")
+    ids = (record.timing or {}).get("repeat_ids")
+    if merged and ids and len(ids) == len(merged):
+        return [int(k) for k in ids]
+    return [record.repeat] if not merged else [record.repeat + i for i in range(len(merged))]
 
 
 def _per_call(record: Record) -> list[float]:

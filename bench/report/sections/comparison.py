@@ -176,6 +176,7 @@ def comparison_blocks(comparison: ComparisonData, index: int) -> list[Any]:
         keys = ", ".join(esc(k) for k in comparison.env_mismatch)
         parts.append(f'<p class="warn">The runs measured different environments ({keys}): '
                      "the changes below compare machines or builds, not only code.</p>")
+    parts += [f'<p class="warn caveat">{esc(line)}</p>' for line in comparison.caveats]
     for side, names in (("only in the baseline", comparison.only_in_baseline),
                         ("only in the candidate", comparison.only_in_candidate)):
         if names:
