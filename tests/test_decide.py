@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from gate_helpers import lognormal, write_run
 from scipy import stats as sps
 
 from bench.cli import main
 from bench.decide import DecideError, answer, best, parse_constraint
 from bench.results import Record
 from bench.stats import median_ci_ranks, quantile_ci, quantile_ci_ranks, samples_to_bound
-from tests.gate_helpers import lognormal, write_run
 
 
 # ---- statistics -----------------------------------------------------------------------------

@@ -13,10 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.markup import escape
-
-from bench.cli.compare_cmd import add_gate_arguments, append_summary, options_from, print_table
-from bench.cli.console import console
+from bench.cli.compare_cmd import add_gate_arguments, emit, options_from
+from bench.cli.console import console, say
 from bench.cli.suites import add_suite_arguments, load_suites, parse_settings
 
 if TYPE_CHECKING:
@@ -82,7 +80,6 @@ def handle(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from bench.engine.ab import ABOptions, resolved_sides, run_ab
-    from bench.gate import render
     from bench.gate.compare import compare_runs
     from bench.gate.paired import AdaptiveStop
 
@@ -113,15 +110,9 @@ def handle(args: argparse.Namespace) -> int:
                          candidate_label=sides["candidate"].describe())
     out_dir = result.run_dirs["baseline"].parent
     (out_dir / "comparison.json").write_text(json.dumps(comparison.to_dict(), indent=2))
-    if args.json:
-        print(json.dumps(comparison.to_dict(), indent=2))
-    elif args.markdown:
-        text = render.to_markdown(comparison, everything=args.all)
-        print(text, end="")
-        append_summary(text)
-    else:
+    if not (args.json or args.markdown):
         observer.summary(result)
-        print_table(comparison, everything=args.all)
+    emit(comparison, args)
     if comparison.has_regression:
         return 1
     return 1 if args.fail_on_inconclusive and comparison.unresolved() else 0
@@ -136,8 +127,7 @@ class PairPrinter:
 
     def started(self, run_dirs: dict[str, Path], cases: int) -> None:
         if self.out:
-            self.out.print(f"A/B run of {cases} case(s): "
-                           f"{escape(str(run_dirs['baseline'].parent))}", soft_wrap=True)
+            say(f"A/B run of {cases} case(s): {run_dirs['baseline'].parent}", to=self.out)
 
     def pair_done(self, case: Case, pair: int, order: tuple[str, str],
                   records: dict[str, Record], state: str | None) -> None:
@@ -150,8 +140,7 @@ class PairPrinter:
         text = (f"{b:.4g} → {c:.4g} ms ({(c / b - 1) * 100:+.1f}%)" if b and c else
                 ", ".join(f"{k}: {r.status}" for k, r in records.items()))
         done = f"  [{state}]" if state else ""
-        self.out.print(escape(f"pair {pair + 1:>2} {first} {case.name}  {text}{done}"),
-                       highlight=False, soft_wrap=True)
+        say(f"pair {pair + 1:>2} {first} {case.name}  {text}{done}", to=self.out)
 
     def summary(self, result: ABResult) -> None:
         if not self.out:
@@ -160,8 +149,8 @@ class PairPrinter:
         for state in result.stopped.values():
             why[state] = why.get(state, 0) + 1
         text = ", ".join(f"{n} {_STOPPED[k]}" for k, n in why.items())
-        self.out.print(f"{sum(result.pairs.values())} pair(s) in {result.wall_s:.0f} s; "
-                       f"cases: {text}", soft_wrap=True)
+        say(f"{sum(result.pairs.values())} pair(s) in {result.wall_s:.0f} s; cases: {text}",
+            to=self.out)
 
 
 _STOPPED = {"same": "decided same early", "changed": "decided changed early",

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rich import box
 from rich.table import Table
 
-from bench.cli.console import say, table_console
+from bench.cli.console import SUMMARY_ENV, append_summary, say, table_console
 
 if TYPE_CHECKING:
     from bench.decide import Answer
 
 OBJECTIVE_NAMES = ("median_ms", "p99_ms", "throughput", "energy_per_item", "peak_memory")
-SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -77,10 +75,7 @@ def emit(result: Answer, *, json_out: bool = False, markdown: bool = False) -> N
     elif markdown:
         text = render.to_markdown(result)
         print(text, end="")
-        path = os.environ.get(SUMMARY_ENV)
-        if path:
-            with open(path, "a", encoding="utf-8") as fh:
-                fh.write(text + "\n")
+        append_summary(text)
     else:
         print_answer(result)
 

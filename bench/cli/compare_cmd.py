@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from rich import box
 from rich.table import Table
 
-from bench.cli.console import say, table_console
+from bench.cli.console import SUMMARY_ENV, append_summary, say, table_console
 from bench.errors import CompareError
 from bench.gate import render as compare_output
 from bench.gate.compare import CompareOptions, Comparison, compare_runs
 from bench.gate.significance import CORRECTIONS
 from bench.gate.thresholds import THRESHOLD_HELP, parse_thresholds
 from bench.results.baselines import BASELINES_DIR_HELP, baselines_dir, resolve
-
-SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -86,6 +83,12 @@ def handle(args: argparse.Namespace) -> int:
         if args.markdown:
             append_summary(f"### archbench compare: refused\n\n{exc}\n")
         raise
+    emit(comparison, args)
+    return 1 if comparison.has_regression else 0
+
+
+def emit(comparison: Comparison, args: argparse.Namespace) -> None:
+    """The comparison as asked: JSON, markdown (also to the CI step summary) or a table."""
     if args.json:
         print(json.dumps(comparison.to_dict(), indent=2))
     elif args.markdown:
@@ -94,15 +97,6 @@ def handle(args: argparse.Namespace) -> int:
         append_summary(text)
     else:
         print_table(comparison, everything=args.all)
-    return 1 if comparison.has_regression else 0
-
-
-def append_summary(text: str) -> None:
-    """GitHub Actions shows what a step appends to this file on the run's summary page."""
-    path = os.environ.get(SUMMARY_ENV)
-    if path:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(text + "\n")
 
 
 _STYLE = {"regression": "bold red", "improvement": "green", "inconclusive": "yellow",

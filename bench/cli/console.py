@@ -48,3 +48,15 @@ def say(*parts: Part, err: bool = False, to: Console | None = None) -> None:
     """Print one message, exactly as given and unwrapped (to stderr with `err`, or to the
     console `to`)."""
     (to or (error_console() if err else console())).print(styled(*parts), soft_wrap=True)
+
+
+#: GitHub Actions shows what a step appends to this file on the run's summary page.
+SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+
+
+def append_summary(text: str) -> None:
+    """Append markdown to the CI step summary, when there is one."""
+    path = os.environ.get(SUMMARY_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(text + "\n")

@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING, Any
 from rich import box
 from rich.table import Table
 
-from bench.cli.console import say, table_console
+from bench.cli.console import SUMMARY_ENV, append_summary, say, table_console
 from bench.errors import ResultsError
+from bench.results.baselines import BASELINES_DIR_HELP
 
 if TYPE_CHECKING:
     from bench.history import History, HistoryStore
 
 STORE_ENV = "ARCHBENCH_HISTORY"
 DEFAULT_STORE = Path(".archbench") / "history"
-SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 #: Commits analysed by default: enough context for any level, and a bounded cost per command
 #: whatever the store's age (conbench looks back 100 commits, Otava 50 at a time).
 DEFAULT_COMMITS = 250
@@ -60,9 +60,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     imp.add_argument("--baseline", action="append", default=[], metavar="NAME",
                      help="a saved archbench baseline (repeatable); --all-baselines for all")
     imp.add_argument("--all-baselines", action="store_true", help="every saved baseline")
-    imp.add_argument("--baselines-dir", type=Path, metavar="DIR",
-                     help="where baselines live (default $ARCHBENCH_BASELINES or "
-                          ".archbench/baselines)")
+    imp.add_argument("--baselines-dir", type=Path, metavar="DIR", help=BASELINES_DIR_HELP)
     _store_argument(imp)
     _commit_arguments(imp)
     imp.set_defaults(handler=handle_import)
@@ -289,9 +287,8 @@ def handle_check(args: argparse.Namespace) -> int:
         print(text, end="")
     else:
         _print_check(result)
-    if args.markdown and os.environ.get(SUMMARY_ENV):
-        with open(os.environ[SUMMARY_ENV], "a", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+    if args.markdown:
+        append_summary(text)
     return 1 if result.failed else 0
 
 
