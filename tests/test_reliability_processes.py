@@ -288,8 +288,29 @@ def test_a_write_failing_mid_run_is_a_clear_error_and_keeps_finished_records(pro
     assert json.loads((run_dir / "run.json").read_text())["status"] in ("failed", "running")
 
 
+def _mount_read_only(folder: Path) -> bool:
+    """A read-only tmpfs over `folder` (root in a container may not mount: False)."""
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                          capture_output=True)
+    return done.returncode == 0
+
+
+def _unprivileged_prefix() -> tuple[str, ...]:
+    """setpriv to user nobody, when nobody can run archbench from this checkout."""
+    prefix = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without mount or setpriv to make a folder unwritable")
+    probe = subprocess.run([*prefix, sys.executable, "-c", "import bench"],
+                           capture_output=True, text=True, cwd="/",
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if probe.returncode != 0:
+        pytest.skip("running as root, no mount allowed, and user nobody cannot read this "
+                    f"checkout or its Python: {probe.stderr.strip()[-200:]}")
+    return prefix
+
+
 @pytest.mark.parametrize("where", ["file", "under-file", "read-only"])
-def test_an_unusable_out_folder_is_a_clear_error(project, where):
+def test_an_unusable_out_folder_is_a_clear_error(project, where, request):
     suite = write_suite(project, [2])
     blocker = project / "blocker"
     kwargs: dict = {}
@@ -303,10 +324,12 @@ def test_an_unusable_out_folder_is_a_clear_error(project, where):
         blocker.mkdir()
         blocker.chmod(0o555)
         out, expected = blocker / "run", "Permission denied"
-        if os.geteuid() == 0:  # root writes anywhere: run as nobody instead
-            if shutil.which("setpriv") is None:
-                pytest.skip("running as root without setpriv to drop privileges")
-            kwargs["prefix"] = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+        if os.geteuid() == 0:  # root writes anywhere: a read-only mount, else run as nobody
+            if _mount_read_only(blocker):
+                request.addfinalizer(lambda: subprocess.run(["umount", str(blocker)]))
+                expected = "Read-only file system"
+            else:
+                kwargs["prefix"] = _unprivileged_prefix()
     rc, text = finish(archbench("run", str(suite), "--out", str(out), "--no-report",
                                 cwd=project, **kwargs))
     assert rc == 2, text
