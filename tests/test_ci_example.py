@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import FAST_SETTINGS
 
 from bench.suite import loader as suite_file
 
@@ -109,21 +110,8 @@ def factory(case):
     return torch.nn.Linear({width}, {width}), lambda batch: torch.randn(batch, {width})
 """
 
-SUITE = """\
-[suite]
-name = "scratch"
-[settings]
-warmup_iters = 1
-warmup_time_s = 0.0
-min_samples = 5
-min_time_s = 0.0
-max_time_s = 0.05
-timeout_s = 60
-threads = 1
-[[sweep]]
-model = "bench_models.py:factory"
-batch_size = [1]
-"""
+SUITE = ('[suite]\nname = "scratch"\n' + FAST_SETTINGS.lstrip("\n") + "threads = 1\n"
+         + '[[sweep]]\nmodel = "bench_models.py:factory"\nbatch_size = [1]\n')
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import pytest
 # pytester's in-process runs drop every module a run imported; torch._dynamo cannot be
 # imported twice (see test_pytest_plugin.py).
 import torch._dynamo  # noqa: F401
+from conftest import FAST_SETTINGS
 from gate_helpers import record
 
 from bench.gate.compare import compare_records
@@ -134,20 +135,8 @@ def factory(case):
     return torch.nn.Linear({width}, {width}), lambda batch: torch.randn(batch, {width})
 """
 
-AB_SUITE = """
-[suite]
-name = "ab"
-[settings]
-warmup_iters = 1
-warmup_time_s = 0.0
-min_samples = 5
-min_time_s = 0.0
-max_time_s = 0.05
-timeout_s = 60
-[[sweep]]
-model = "ab_models.py:factory"
-batch_size = [1]
-"""
+AB_SUITE = ('\n[suite]\nname = "ab"\n' + FAST_SETTINGS.lstrip("\n")
+            + '[[sweep]]\nmodel = "ab_models.py:factory"\nbatch_size = [1]\n')
 
 
 @pytest.mark.slow
