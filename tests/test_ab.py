@@ -229,7 +229,8 @@ def test_ab_between_git_revisions(tmp_path: Path, write_suite, monkeypatch) -> N
 
 def test_a_side_without_archbench_says_so(tmp_path: Path, write_suite, monkeypatch,
                                           capsys) -> None:
-    """An interpreter side that cannot import archbench fails with a clear error, exit 2."""
+    """An interpreter side that cannot import archbench fails with a clear error, exit 2;
+    when both sides fail, both are told, the baseline first."""
     fake = tmp_path / "python3"
     fake.write_text("#!/bin/sh\necho \"No module named 'bench'\" >&2\nexit 1\n")
     fake.chmod(0o755)
@@ -242,7 +243,8 @@ def test_a_side_without_archbench_says_so(tmp_path: Path, write_suite, monkeypat
                  "--out", str(tmp_path / "ab")])
     assert code == 2
     err = capsys.readouterr().err
-    assert "the baseline side" in err and "has no archbench" in err
+    assert err.count("has no archbench") == 2
+    assert err.index("the baseline side") < err.index("the candidate side")
     assert dict(os.environ) == env_before
 
 

@@ -245,7 +245,10 @@ class SideServer:
         return " and ".join(f"the {s.label} side ({s.describe()})" for s in self.sides.values())
 
     def start(self) -> None:
-        self._send({"sides": self.configs})
+        """Send the configuration; a side that has already ended is reported by
+        `wait_ready`, so that every side's failure is told, in a fixed order."""
+        with contextlib.suppress(ABError):
+            self._send({"sides": self.configs})
 
     def wait_ready(self) -> dict[str, Any]:
         return self._receive("start")
@@ -359,8 +362,14 @@ def run_ab(suite_paths: Sequence[str], cases: Sequence[Case], sides: dict[str, S
             procs.update({s.label: server for s in group})
         for server in servers:  # separate side processes start at the same time
             server.start()
+        failed = []
         for server in servers:
-            server.wait_ready()
+            try:
+                server.wait_ready()
+            except ABError as exc:
+                failed.append(str(exc))
+        if failed:
+            raise ABError("\n".join(failed))
         observer.started(result.run_dirs, len(cases))
         _interleave(cases, procs, options, stop, result, observer, started)
         status = "complete"
