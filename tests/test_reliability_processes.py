@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import FAST_SETTINGS
 
 pytestmark = pytest.mark.slow
 
@@ -50,19 +51,9 @@ def make(case):
     return torch.nn.Linear(4, 2), lambda batch: torch.randn(batch, 4)
 '''
 
-SUITE = """[suite]
-name = "rel"
-[settings]
-warmup_iters = 1
-warmup_time_s = 0.0
-min_samples = 5
-min_time_s = 0.0
-max_time_s = 0.05
-timeout_s = {timeout}
-[[sweep]]
-model = "nets.py:make"
-depth = {depths}
-"""
+SUITE = ('[suite]\nname = "rel"\n'
+         + FAST_SETTINGS.replace("timeout_s = 60", "timeout_s = {timeout}")
+         + '[[sweep]]\nmodel = "nets.py:make"\ndepth = {depths}\n')
 
 
 @pytest.fixture
