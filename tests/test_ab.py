@@ -15,9 +15,19 @@ import pytest
 from gate_helpers import record, write_run
 
 from bench.cli import main
-from bench.engine.ab import ABError, ABOptions, pair_orders, resolve_side, side_paths
+from bench.engine.ab import (
+    SIDES,
+    ABError,
+    ABOptions,
+    ABResult,
+    _interleave,
+    pair_orders,
+    resolve_side,
+    side_paths,
+)
 from bench.gate import render
 from bench.gate.compare import CompareOptions, compare_runs
+from bench.suite.spec import Case, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,6 +160,52 @@ def test_bad_ab_options() -> None:
         ABOptions(min_pairs=5, max_pairs=3)
     with pytest.raises(ABError, match="budget"):
         ABOptions(budget_s=0)
+
+
+class FakeSides:
+    """Both sides of an A/B run without workers: a counted case answers with the side's
+    instructions per call, a timed one with samples."""
+
+    def __init__(self, per_call: dict[str, float], counted: set[str]) -> None:
+        self.per_call = per_call
+        self.counted = counted
+        self.asked: list[tuple[str, str, int]] = []
+
+    def run(self, label: str, case_id: str, repeat: int):
+        self.asked.append((label, case_id, repeat))
+        if case_id in self.counted:
+            rec = record(case_id, None, case_id=case_id,
+                         metrics={"instructions_per_call": self.per_call[label]})
+        else:
+            rec = record(case_id, [0.2, 0.21, 0.2, 0.22, 0.2], case_id=case_id)
+        return replace(rec, repeat=repeat)
+
+
+class Silent:
+    def started(self, run_dirs, cases) -> None: ...
+    def pair_done(self, case, pair, order, records, state) -> None: ...
+
+
+def test_counted_cases_take_one_pair_and_timed_ones_go_on(tmp_path: Path) -> None:
+    """Counts do not drift with the machine: one pair decides a counted case, while a timed
+    case in the same run keeps adding pairs."""
+    counted = Case(model="mlp", batch_size=1, settings=Settings(measure="instructions"))
+    timed = Case(model="mlp", batch_size=2)
+    sides = FakeSides({"baseline": 1_000_000, "candidate": 1_100_000}, {counted.case_id})
+    result = ABResult(run_dirs={s: tmp_path / s for s in SIDES}, sides={})
+    _interleave([counted, timed], {s: sides for s in SIDES}, ABOptions(min_pairs=2,
+                max_pairs=3), None, result, Silent(), 0.0)
+    c, t = counted.case_id, timed.case_id
+    assert result.stopped == {c: "counted", t: "max_pairs"}
+    assert result.pairs == {c: 1, t: 3}
+    assert sorted(label for label, cid, _ in sides.asked if cid == c) == [
+        "baseline", "candidate"]
+    # the gate judges the pair's counts (10% more instructions: a regression)
+    base = write_run(tmp_path / "b", result.records["baseline"], ab={"id": "x", "side": "b"})
+    cand = write_run(tmp_path / "c", result.records["candidate"], ab={"id": "x", "side": "c"})
+    rows = {(v.case_id, v.metric): v for v in compare_runs(base, cand).verdicts}
+    assert rows[(c, "instructions_per_call")].verdict == "regression"
+    assert (c, "median_ms") not in rows and rows[(t, "median_ms")].test == "paired"
 
 
 MODEL = """\

@@ -166,21 +166,20 @@ def test_tox_envs_run_the_suite_and_compare():
     assert "archbench baseline save {envtmpdir}/run --name main" in save
 
 
-def test_counted_job_counts_the_same_suite_into_its_own_baseline():
+def test_counted_job_counts_base_and_head_in_one_run():
+    """Counts, like timing, never cross runners: `ab --measure instructions` on pull
+    requests, no cached counted baseline."""
     workflow = load_workflow()
     job = workflow["jobs"]["counts"]
-    steps = {s.get("name"): s for s in job["steps"]}
-    assert "valgrind" in steps["Install"]["run"]
-    assert "--measure instructions" in steps["Count the suite"]["run"]
-    assert "--set repeats=1" in steps["Count the suite"]["run"]
-    assert "main-counts" in steps["Compare with main"]["run"]
-    assert "--name main-counts" in steps["Save the baseline"]["run"]
-    restore = steps["Restore the main branch's counts"]
-    store = steps["Store the baseline in the cache"]
-    assert store["with"]["key"].startswith(restore["with"]["restore-keys"])
-    timed = step(workflow, "Store the baseline in the cache", job="bench")["with"]["key"]
-    assert not timed.startswith(restore["with"]["restore-keys"])  # caches do not mix
+    assert job["if"] == "github.event_name == 'pull_request'"
+    assert job["steps"][0]["with"]["fetch-depth"] == 0
+    assert "valgrind" in step(workflow, "Install", job="counts")["run"]
+    counted = step(workflow, "Count base and head side by side", job="counts")
+    assert counted["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+    assert ('archbench ab "$SUITE" --baseline "$BASE_SHA" --candidate . --measure '
+            "instructions") in counted["run"]
+    assert not any("cache" in str(s.get("uses", "")) for s in job["steps"])
     # the suite the timed job runs can be counted as it is (one thread, CPU only)
     suite = suite_file.load(ROOT / workflow["env"]["SUITE"],
-                            settings_overrides={"measure": "instructions", "repeats": 1})
+                            settings_overrides={"measure": "instructions"})
     assert all(c.settings.counted for c in suite.cases)

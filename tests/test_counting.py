@@ -383,3 +383,37 @@ def test_count_result_subtracts_the_overhead_and_takes_the_median() -> None:
                                             "instructions_per_item": 252.5,
                                             "instructions_spread_pct": 20 / 1010 * 100}
     assert result.to_dict()["samples"] == [10_400, 10_200, 10_300]
+
+
+@needs_valgrind
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_ab_counts_both_sides_in_one_run(write_suite: Callable[..., Path],
+                                         tmp_path: Path) -> None:
+    """`archbench ab --measure instructions`: each side's counting worker counts that side's
+    model once (one pair: counts do not drift), and the gate flags the heavier side."""
+    for name, width in (("old", 64), ("new", 96)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.py").write_text(
+            "import torch\n\n\ndef factory(case):\n"
+            f"    return torch.nn.Linear({width}, {width}), lambda b: torch.randn(b, {width})\n")
+    suite = write_suite("""
+        [[sweep]]
+        model = "model.py:factory"
+        batch_size = [8]
+        settings = { count_calls = 2, count_samples = 2, timeout_s = 900 }
+        """)
+    out = tmp_path / "ab"
+    done = subprocess.run([sys.executable, "-m", "bench", "ab", str(suite), "--baseline", "old",
+                           "--candidate", "new", "--measure", "instructions", "--out", str(out),
+                           "--json"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    counts = [v for v in json.loads(done.stdout)["verdicts"]
+              if v["metric"] == "instructions_per_call"]
+    assert [v["verdict"] for v in counts] == ["regression"]
+    assert counts[0]["candidate"] > 1.5 * counts[0]["baseline"]  # 96² vs 64² weights
+    ab = json.loads((out / "ab.json").read_text())
+    assert list(ab["stopped"].values()) == ["counted"] and list(ab["pairs"].values()) == [1]
+    for side in ("baseline", "candidate"):
+        (rec,) = load_records(out / side)
+        assert rec.status == "ok" and rec.info["counting"]["counter"] == "callgrind"

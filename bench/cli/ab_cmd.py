@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING
 
 from bench.cli.compare_cmd import add_gate_arguments, emit, options_from
 from bench.cli.console import console, say
-from bench.cli.suites import add_suite_arguments, load_suites, parse_settings
+from bench.cli.suites import (
+    add_measure_argument,
+    add_suite_arguments,
+    load_suites,
+    settings_from,
+)
 
 if TYPE_CHECKING:
     from bench.engine.ab import ABResult
@@ -34,10 +39,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "(paired t, or Wilcoxon signed-rank / Hodges–Lehmann); a regression needs "
                     "the effect and the corrected evidence, as in `compare`. Cases stop "
                     "adding pairs once their interval is inside ±threshold or wholly beyond "
-                    "it. The suite's `repeats` is not used: pairs take its place.",
+                    "it. The suite's `repeats` is not used: pairs take its place. Counted cases "
+                    "(--measure instructions) take one pair: counts do not drift.",
         epilog="Exit codes: 0 no regression; 1 a regression (or an undecided case with "
                "--fail-on-inconclusive); 2 bad usage or input; 130 interrupted.")
     add_suite_arguments(parser)
+    add_measure_argument(parser)
     parser.add_argument("--baseline", "-a", required=True, metavar="REF|DIR|PYTHON",
                         help="the version to compare against: a git revision (origin/main), a "
                              "folder holding the code, or a Python interpreter")
@@ -85,9 +92,7 @@ def handle(args: argparse.Namespace) -> int:
 
     options = options_from(args)
     suites, cases = load_suites(args)
-    settings = parse_settings(args.settings)
-    if args.max_time is not None:
-        settings["max_time_s"] = args.max_time
+    settings = settings_from(args)
     ab_options = ABOptions(out=args.out, seed=args.seed, min_pairs=args.min_pairs,
                            max_pairs=args.max_pairs, budget_s=args.budget,
                            isolation=args.isolation, command=("archbench", *sys.argv[1:]),
@@ -134,11 +139,7 @@ class PairPrinter:
         if not self.out:
             return
         first = "AB" if order[0] == "baseline" else "BA"
-        medians = {k: statistics.median(r.samples_ns) / 1e6 if r.samples_ns else None
-                   for k, r in records.items()}
-        b, c = medians["baseline"], medians["candidate"]
-        text = (f"{b:.4g} → {c:.4g} ms ({(c / b - 1) * 100:+.1f}%)" if b and c else
-                ", ".join(f"{k}: {r.status}" for k, r in records.items()))
+        text = _pair_text(records["baseline"], records["candidate"])
         done = f"  [{state}]" if state else ""
         say(f"pair {pair + 1:>2} {first} {case.name}  {text}{done}", to=self.out)
 
@@ -153,6 +154,18 @@ class PairPrinter:
             to=self.out)
 
 
+def _pair_text(b: Record, c: Record) -> str:
+    """Both sides' medians (or counts per call) and their ratio, else their statuses."""
+    counts = [r.metrics.get("instructions_per_call") for r in (b, c)]
+    if all(isinstance(n, (int, float)) and n > 0 for n in counts):
+        nb, nc = float(counts[0]), float(counts[1])  # type: ignore[arg-type]
+        return f"{nb:,.0f} → {nc:,.0f} instructions/call ({(nc / nb - 1) * 100:+.2f}%)"
+    if b.samples_ns and c.samples_ns:
+        mb, mc = statistics.median(b.samples_ns) / 1e6, statistics.median(c.samples_ns) / 1e6
+        return f"{mb:.4g} → {mc:.4g} ms ({(mc / mb - 1) * 100:+.1f}%)"
+    return f"baseline: {b.status}, candidate: {c.status}"
+
+
 _STOPPED = {"same": "decided same early", "changed": "decided changed early",
             "max_pairs": "at --max-pairs", "budget": "stopped by --budget",
-            "failed": "failed on a side"}
+            "failed": "failed on a side", "counted": "counted (one pair each)"}

@@ -19,7 +19,7 @@ from rich.progress import (
 from bench.cli.best_cmd import print_answer
 from bench.cli.console import Part, console, say
 from bench.cli.report_cmd import report_after_run
-from bench.cli.suites import add_suite_arguments, load_suites
+from bench.cli.suites import add_measure_argument, add_suite_arguments, load_suites
 from bench.engine.backends import ISOLATION_HELP, ISOLATION_MODES
 from bench.engine.executor import EXECUTORS
 from bench.results.record import FAILURE_STATUSES
@@ -60,11 +60,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--profile", action="store_true",
                         help="after timing each case, run torch.profiler over a few calls: top "
                              "operators in the record, a Chrome trace in RUN_DIR/traces/")
-    parser.add_argument("--measure", choices=("time", "instructions"),
-                        help="time the cases (default) or count their instructions under "
-                             "callgrind: CPU cases, one thread, repeatable to hundredths of a "
-                             "percent on a loaded machine (the same as --set "
-                             "measure=instructions)")
+    add_measure_argument(parser)
     parser.add_argument("--no-report", action="store_true",
                         help="do not draw RUN_DIR/report.html at the end")
     parser.add_argument("--history", type=Path, metavar="STORE",
@@ -78,8 +74,6 @@ def handle(args: argparse.Namespace) -> int:
 
     if args.profile:
         args.settings = [*args.settings, "profile=true"]
-    if args.measure:
-        args.settings = [*args.settings, f'measure="{args.measure}"']
     suites, cases = load_suites(args)
     options = RunOptions(out=args.out, isolation=args.isolation, resume=args.resume,
                          command=["archbench", *sys.argv[1:]], executor=args.executor,

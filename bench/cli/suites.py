@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from bench.suite import loader
 from bench.suite.overrides import parse_settings, select
@@ -23,11 +24,27 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
                                               "--set min_time_s=0.2 --set threads=4")
 
 
-def load_suites(args: argparse.Namespace) -> tuple[list[Suite], list[Case]]:
-    axis_overrides = {"device": args.device} if args.device else None
+def add_measure_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--measure", choices=("time", "instructions"),
+                        help="time the cases (default) or count their instructions under "
+                             "callgrind: CPU cases, one thread, repeatable to hundredths of a "
+                             "percent on a loaded machine (the same as --set "
+                             "measure=instructions)")
+
+
+def settings_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The setting overrides of --set, --max-time and (where the command has it) --measure."""
     settings = parse_settings(args.settings)
     if args.max_time is not None:
         settings["max_time_s"] = args.max_time
+    if getattr(args, "measure", None):
+        settings["measure"] = args.measure
+    return settings
+
+
+def load_suites(args: argparse.Namespace) -> tuple[list[Suite], list[Case]]:
+    axis_overrides = {"device": args.device} if args.device else None
+    settings = settings_from(args)
     suites = [loader.load(path, axis_overrides=axis_overrides, settings_overrides=settings)
               for path in args.suites]
     return suites, select([case for suite in suites for case in suite.cases], args.filter)

@@ -102,7 +102,8 @@ class ABResult:
     run_dirs: dict[str, Path]
     sides: dict[str, Side]
     #: case_id -> why it stopped: "same" / "changed" (adaptive stop), "max_pairs", "budget",
-    #: "failed" (a worker on either side did not finish ok).
+    #: "failed" (a worker on either side did not finish ok), "counted" (instruction counts:
+    #: one pair).
     stopped: dict[str, str] = field(default_factory=dict)
     pairs: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
@@ -423,7 +424,10 @@ def _interleave(cases: Sequence[Case], procs: dict[str, SideServer], options: AB
 def _after_pair(case: Case, records: dict[str, Record], pairs: dict[str, list[Record]],
                 options: ABOptions, stop: StopRule | None) -> str | None:
     """Add the pair; the case's stop state ("failed" when a side did not give samples:
-    there is nothing to pair, and the gate reports the status)."""
+    there is nothing to pair, and the gate reports the status; "counted" after one pair of
+    instruction counts, which do not drift with the machine)."""
+    if all(r.status == "ok" for r in records.values()) and case.settings.counted:
+        return "counted"
     if any(r.status != "ok" or not r.samples_ns for r in records.values()):
         return "failed"
     for label in SIDES:
