@@ -81,6 +81,50 @@ def test_an_accepted_change_starts_a_new_level_and_is_not_reported():
     assert accepted.change_pct == pytest.approx(20.0, abs=2.0)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_the_search_is_ruptures_binseg_breakpoint_for_breakpoint(seed):
+    """The detector's own binary segmentation finds exactly what ruptures' Binseg finds with
+    the same cost (ruptures is a test dependency only: its import alone costs 0.7 s)."""
+    import ruptures
+    from ruptures.base import BaseCost
+
+    from bench.history.detect import MIN_SIZE, _segment, _WeightedL2
+
+    class Cost(BaseCost):
+        model = "weighted-l2"
+        min_size = MIN_SIZE
+
+        def fit(self, signal):
+            self.signal = signal
+            self.inner = _WeightedL2(signal[:, 0], signal[:, 1])
+            return self
+
+        def error(self, start, end):
+            return self.inner.error(start, end)
+
+    def same_as_ruptures(y, w, penalty):
+        algo = ruptures.Binseg(custom_cost=Cost(), min_size=MIN_SIZE, jump=1)
+        expected = algo.fit(np.column_stack([y, w])).predict(pen=penalty)
+        return _segment(y, w, penalty) == expected
+
+    # two splits gain exactly as much, and which is taken decides the result: ruptures
+    # takes the later
+    for tie, penalty in (([0, 0, 1, 0, 0, 2], 0.5), ([0, 0, 1, 1, 2, 2], 1.0)):
+        y = np.asarray(tie, dtype=float)
+        assert same_as_ruptures(y, np.ones_like(y), penalty)
+    rng = np.random.default_rng(seed)
+    for trial in range(60):
+        n = int(rng.integers(2, 220))
+        steps = np.cumsum(rng.choice([0.0, 0.0, 0.0, 0.05, -0.08], n) * (rng.random(n) < 0.05))
+        y = steps + rng.normal(0, rng.choice([0.005, 0.02, 0.1]), n)
+        w = 1 / rng.uniform(0.0001, 0.01, n)
+        penalty = float(rng.choice([4.0, 16.0, 64.0]))
+        if n < 2 * MIN_SIZE:
+            assert _segment(y, w, penalty) == [n]
+            continue
+        assert same_as_ruptures(y, w, penalty), (seed, trial)
+
+
 def test_bad_points_are_refused():
     with pytest.raises(ValueError, match="finite"):
         fit_series([0.0, float("nan"), 0.0, 0.0], [0.01] * 4)

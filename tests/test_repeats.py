@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -62,6 +63,24 @@ def test_repeat_test_finds_a_clear_shift_and_its_interval():
     assert test.p_greater < 1e-4 and test.p_less > 0.99
     assert test.ratio == pytest.approx(1.20, rel=0.02)
     assert test.ratio_low < 1.20 < test.ratio_high
+
+
+def test_repeat_test_is_welchs_t_on_the_logs():
+    """The same p-values and interval as scipy.stats' Welch test (it computes Student's t
+    through scipy.special directly, to keep scipy.stats out of the CLI's start-up)."""
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(5)
+    for n_b, n_c in ((2, 2), (3, 5), (5, 5), (9, 4)):
+        base, cand = np.exp(rng.normal(0, 0.05, n_b)), np.exp(rng.normal(0.03, 0.08, n_c))
+        t = repeat_shift_test(base, cand, confidence=0.9)
+        lb, lc = np.log(base), np.log(cand)
+        ref = sps.ttest_ind(lc, lb, equal_var=False, alternative="greater")
+        assert t.p_greater == pytest.approx(ref.pvalue, rel=1e-12)
+        assert t.p_less == pytest.approx(1 - ref.pvalue, rel=1e-9)
+        low, high = sps.ttest_ind(lc, lb, equal_var=False).confidence_interval(0.9)
+        assert (math.log(t.ratio_low), math.log(t.ratio_high)) == pytest.approx((low, high),
+                                                                                rel=1e-9)
 
 
 def test_repeat_test_interval_covers_the_true_ratio():

@@ -3,8 +3,8 @@
 A history point is one commit's measurement of a case: the log of its level (the geometric
 mean of the per-repeat medians, or the median when one worker measured it) and the standard
 error of that log (from the spread of the per-repeat medians, or from the median's
-distribution-free interval). The detector is ruptures' binary segmentation (split where the
-cost drops most, while the drop exceeds the penalty), with a cost of our own: the weighted
+distribution-free interval). The detector is binary segmentation (ruptures' Binseg search:
+split where the cost drops most, while the drop exceeds the penalty), with this cost: the weighted
 squared error of each segment around its weighted mean, the weight of a point being
 1 / (its own variance + the series' run-to-run variance). So a point measured with wide
 intervals moves the fit less, and a series whose runs wander needs a bigger or
@@ -106,35 +106,23 @@ class SeriesFit:
 
 
 class _WeightedL2:
-    """Weighted squared error of a segment around its weighted mean, O(1) by prefix sums.
+    """Weighted squared error of a segment around its weighted mean, O(1) by prefix sums."""
 
-    ruptures calls `error(start, end)` for every candidate segment; prefix sums make each call
-    constant time.
-    """
-
-    model = "weighted-l2"
-    min_size = MIN_SIZE
-
-    def fit(self, signal: np.ndarray) -> _WeightedL2:
-        self.signal = signal
-        y, w = signal[:, 0], signal[:, 1]
+    def __init__(self, y: np.ndarray, w: np.ndarray) -> None:
         self._w = np.concatenate([[0.0], np.cumsum(w)])
         self._wy = np.concatenate([[0.0], np.cumsum(w * y)])
         self._wyy = np.concatenate([[0.0], np.cumsum(w * y * y)])
-        return self
 
     def error(self, start: int, end: int) -> float:
         w = self._w[end] - self._w[start]
         wy = self._wy[end] - self._wy[start]
         return float(self._wyy[end] - self._wyy[start] - wy * wy / w)
 
-
-def _cost_class() -> type:
-    """The cost as a subclass of ruptures' BaseCost (imported lazily: the CLI's help stays
-    fast and the rest of the package does not need ruptures)."""
-    from ruptures.base import BaseCost
-
-    return type("WeightedL2Cost", (_WeightedL2, BaseCost), {})
+    def errors(self, start: int | np.ndarray, end: int | np.ndarray) -> np.ndarray:
+        """`error` for many segments at once (the same arithmetic, element by element)."""
+        w = self._w[end] - self._w[start]
+        wy = self._wy[end] - self._wy[start]
+        return np.asarray(self._wyy[end] - self._wyy[start] - wy * wy / w)
 
 
 def run_to_run_sd(y: np.ndarray, se: np.ndarray) -> float:
@@ -227,16 +215,40 @@ def fit_series(log_level: Sequence[float] | np.ndarray, se: Sequence[float] | np
 
 def _segment(y: np.ndarray, weight: np.ndarray, penalty: float) -> list[int]:
     """Segment ends (the last is len(y)): binary segmentation, splitting while a split gains
-    more than `penalty`."""
+    more than `penalty`.
+
+    The search of ruptures' `Binseg(min_size=MIN_SIZE, jump=1)`, breakpoint for breakpoint
+    (tests/test_history.py holds it to that), with each segment's candidate splits scored
+    at once: importing ruptures costs more than the whole search (0.7 s: it loads every cost
+    it ships, and scipy.stats and scipy.spatial with them), and `history show` is meant to
+    answer within 2 s.
+    """
     n = y.size
     if n < 2 * MIN_SIZE:
         return [n]
-    import ruptures
+    cost = _WeightedL2(y, weight)
+    best: dict[tuple[int, int], tuple[int | None, float]] = {}
 
-    cost = _cost_class()()
-    algo = ruptures.Binseg(custom_cost=cost, min_size=MIN_SIZE, jump=1)
-    algo.fit(np.column_stack([y, weight]))
-    return [int(b) for b in algo.predict(pen=penalty)]
+    def best_split(start: int, end: int) -> tuple[int | None, float]:
+        if (start, end) not in best:
+            splits = np.arange(start + MIN_SIZE, end - MIN_SIZE + 1)
+            if splits.size == 0:
+                best[start, end] = (None, 0.0)
+            else:
+                gains = cost.error(start, end) - cost.errors(start, splits) \
+                    - cost.errors(splits, end)
+                k = splits.size - 1 - int(np.argmax(gains[::-1]))  # ties: the later split
+                best[start, end] = (int(splits[k]), float(gains[k]))
+        return best[start, end]
+
+    ends = [n]
+    while True:
+        # the segment whose best split gains most (the first of equals)
+        split, gain = max((best_split(a, b) for a, b in itertools.pairwise([0, *ends])),
+                          key=lambda found: found[1])
+        if split is None or not gain > penalty:
+            return ends
+        ends = sorted([*ends, split])
 
 
 def _describe(y: np.ndarray, bounds: list[int], detected: list[int],

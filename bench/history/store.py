@@ -101,12 +101,11 @@ class PointQuery:
 
 def require() -> None:
     """The history's own dependencies (the `history` extra), or an error saying how to get
-    them: DuckDB queries the store, ruptures finds the change points."""
+    them: DuckDB queries the store."""
     import importlib.util
 
-    missing = [name for name in ("duckdb", "ruptures") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise BenchError(f"archbench history needs {' and '.join(missing)}; install them with "
+    if importlib.util.find_spec("duckdb") is None:
+        raise BenchError("archbench history needs duckdb; install it with "
                          "pip install 'archbench[history]'")
 
 
