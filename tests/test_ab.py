@@ -203,9 +203,14 @@ def test_counted_cases_take_one_pair_and_timed_ones_go_on(tmp_path: Path) -> Non
     # the gate judges the pair's counts (10% more instructions: a regression)
     base = write_run(tmp_path / "b", result.records["baseline"], ab={"id": "x", "side": "b"})
     cand = write_run(tmp_path / "c", result.records["candidate"], ab={"id": "x", "side": "c"})
-    rows = {(v.case_id, v.metric): v for v in compare_runs(base, cand).verdicts}
+    comparison = compare_runs(base, cand)
+    rows = {(v.case_id, v.metric): v for v in comparison.verdicts}
     assert rows[(c, "instructions_per_call")].verdict == "regression"
     assert (c, "median_ms") not in rows and rows[(t, "median_ms")].test == "paired"
+    counted_only = compare_runs(*(write_run(tmp_path / f"only-{side}", [
+        r for r in result.records[side] if r.case_id == c], ab={"id": "y", "side": side})
+        for side in SIDES))
+    assert render.settings_line(counted_only).startswith("timing: no timed case compared;")
 
 
 MODEL = """\

@@ -210,6 +210,30 @@ def test_a_worker_that_cannot_start_is_crashed_with_its_output(
     assert "No module named" in (outcome.traceback or "")
 
 
+def test_a_worker_started_early_is_waited_for_by_its_first_case(
+        tmp_path: Path, fake_worker: Callable[..., CountingWorker]) -> None:
+    """`start` spawns without waiting; the first case waits for it (and is the one that
+    paid the start), and a worker that died while starting is reported by that case."""
+    worker = fake_worker()
+    worker.start()
+    worker.start()  # already starting: nothing more
+    assert worker.workers_started == 1
+    first = run_job(worker, counted_case(width=64))
+    assert first.status == "ok" and first.done is not None
+    assert first.done.findings.info["counting"]["counting_worker_fresh"] is True
+    assert run_job(worker, counted_case(width=8)).status == "ok"
+    assert worker.workers_started == 1
+    broken = fake_worker()
+    broken._module = "no_such_module_here"
+    broken.start()
+    outcome = run_job(broken, counted_case(width=8))
+    assert outcome.status == "crashed" and "while starting" in (outcome.message or "")
+    assert broken.workers_started == 1
+    missing = CountingWorker(valgrind=str(tmp_path / "no-valgrind"))
+    missing.start()  # no valgrind: nothing to start, and the case says why
+    assert run_job(missing, counted_case(width=8)).status == "unsupported"
+
+
 def test_count_settings_are_validated() -> None:
     with pytest.raises(ValueError, match="one thread"):
         Settings(measure="instructions", threads=2)

@@ -39,6 +39,7 @@ def main() -> int:
 
 def serve(inbox: IO[str], outbox: IO[str]) -> int:
     from bench._version import __version__
+    from bench.engine.local_executor import LocalExecutor
     from bench.engine.runner import RunOptions, RunSession
     from bench.errors import BenchError
     from bench.suite.loader import load
@@ -51,6 +52,7 @@ def serve(inbox: IO[str], outbox: IO[str]) -> int:
     try:
         config = json.loads(inbox.readline() or "{}")
         sessions: dict[str, RunSession] = {}
+        side_cases: dict[str, list[Case]] = {}
         by_id: dict[str, Case] = {}
         for label, side in config["sides"].items():
             suites = [load(path, axis_overrides=side.get("device") and
@@ -63,7 +65,7 @@ def serve(inbox: IO[str], outbox: IO[str]) -> int:
                 raise BenchError(f"this side's archbench expands the suite into other cases "
                                  f"({len(missing)} case id(s) unknown here); both sides need "
                                  "the same archbench version")
-            cases = [by_id[cid] for cid in side["case_ids"]]
+            cases = side_cases[label] = [by_id[cid] for cid in side["case_ids"]]
             # One process, one forkserver: every session here forks its workers from it.
             session = RunSession(suites, cases, RunOptions(
                 out=Path(side["out"]), isolation=side.get("isolation", "forkserver"),
@@ -75,6 +77,12 @@ def serve(inbox: IO[str], outbox: IO[str]) -> int:
     except BenchError as exc:
         send({"error": str(exc), "kind": "BenchError"})
         return 2
+    if all(case.settings.counted for cases in side_cases.values() for case in cases):
+        # Only counted cases: both sides' counting workers import torch under valgrind at
+        # once (with timed cases in the run, a starting worker would disturb their timing).
+        for label, session in sessions.items():
+            if isinstance(session.executor, LocalExecutor):
+                session.executor.start_counting(side_cases[label])
     send({"ready": True, "sides": {label: {"run_dir": str(s.run_dir), "env": s.meta["env"]}
                                    for label, s in sessions.items()}, "version": __version__})
     status = "interrupted"

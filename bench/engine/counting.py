@@ -12,6 +12,7 @@ any worker starts.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import shutil
@@ -118,6 +119,8 @@ class CountingWorker:
         self._version: str | None = None
         #: Facts about the current worker, added to each record it measures.
         self._facts: dict[str, Any] = {}
+        #: (when, log) of a worker spawned but not yet ready.
+        self._starting: tuple[float, Path] | None = None
         self.workers_started = 0
 
     # ---- Backend ---------------------------------------------------------------------------
@@ -131,7 +134,7 @@ class CountingWorker:
                 f"instruction counting (measure = \"instructions\") counts CPU instructions "
                 f"under callgrind; the work of a {job.case.device} case runs on the GPU, "
                 "which valgrind cannot see. Time it instead."))
-        fresh = self._process is None
+        fresh = self._process is None or self._starting is not None
         try:
             self._ensure_worker()
         except CounterUnavailable as exc:
@@ -177,13 +180,27 @@ class CountingWorker:
     def close(self) -> None:
         self._stop()
 
+    def start(self) -> None:
+        """Start the worker now without waiting for it: its first case waits for it to be
+        ready. Workers started together import torch under valgrind at the same time (the
+        two sides of a counted A/B run). A worker that cannot start says so to that case."""
+        if self._unavailable is not None or self._process is not None:
+            return
+        with contextlib.suppress(CounterUnavailable):
+            self._spawn()
+
     # ---- the worker ------------------------------------------------------------------------
     def _ensure_worker(self) -> None:
         if self._unavailable is not None:
             raise CounterUnavailable(self._unavailable)
-        if self._process is not None and self._process.poll() is None:
-            return
-        self._stop()
+        if self._starting is None:
+            if self._process is not None and self._process.poll() is None:
+                return
+            self._stop()
+            self._spawn()
+        self._finish_start()  # also says why a worker started early has died
+
+    def _spawn(self) -> None:
         try:
             self._version = self._version or valgrind_version(self._valgrind)
         except CounterUnavailable as exc:
@@ -206,6 +223,12 @@ class CountingWorker:
         child_conn.close()
         self._conn = parent_conn
         self.workers_started += 1
+        self._starting = (started, log)
+
+    def _finish_start(self) -> None:
+        assert self._starting is not None
+        started, log = self._starting
+        self._starting = None
         ready = self._wait_ready(started + self._startup_timeout_s, log)
         if not ready.under_valgrind:
             self._unavailable = "the counting worker is not running under valgrind"
@@ -300,6 +323,7 @@ class CountingWorker:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
         self._facts = {}
+        self._starting = None
 
 
 class _StartFailed(Exception):

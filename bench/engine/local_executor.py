@@ -47,14 +47,24 @@ class LocalExecutor:
             backend = self.backend
             if case.settings.counted:  # whatever the isolation, with its counting settings
                 case = replace(case, settings=case.settings.for_counting())
-                isa = case.settings.count_isa
-                backend = self.counting.get(isa) or self.counting.setdefault(
-                    isa, CountingWorker(isa))
+                backend = self._counting_worker(case.settings.count_isa)
             logs = None if backend.name == "inline" else context.run_dir / "logs"
             finished(run_case(case, backend, context.run_id,
                               search_path=context.search_path, log_dir=logs,
                               run_dir=context.run_dir, calibrations=calibrations,
                               repeat=repeat), {})
+
+    def start_counting(self, cases: Sequence[Case]) -> None:
+        """Start the counting workers these cases will need now, without waiting for them
+        (their first case does): the sides of a counted A/B run start theirs together."""
+        for case in cases:
+            if case.settings.counted and case.device_kind == "cpu":
+                self._counting_worker(case.settings.count_isa).start()
+
+    def _counting_worker(self, isa: str) -> CountingWorker:
+        if isa not in self.counting:
+            self.counting[isa] = CountingWorker(isa)
+        return self.counting[isa]
 
     def close(self) -> None:
         try:

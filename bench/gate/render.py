@@ -60,7 +60,8 @@ def settings_line(comparison: Comparison) -> str:
                        f"worker's {worker} time)",
              "repeats": "Welch t on log per-repeat medians",
              "samples": "one-sided Mann–Whitney U on the samples"}
-    used = "; ".join(names[t] for t in sorted(tests) if t in names) or names["samples"]
+    # No timing rows (counted cases, or none measured ok): say so rather than name a test.
+    used = "; ".join(names[t] for t in sorted(tests) if t in names) or "no timed case compared"
     return (f"timing: {used}; {correction} correction, α = {comparison.alpha:g}; "
             f"thresholds: {rules}")
 
