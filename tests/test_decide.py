@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,41 @@ def test_more_samples_settle_an_uncertain_case(tmp_path: Path) -> None:
     many = list(4.7 * np.exp(draw.normal(0, 0.2, total * 2)))
     again = answer(frame(tmp_path / "2", [rec("a", many)]), "median_ms", ["median_ms<=5"])
     assert again.ranking["name"].tolist() == ["a"]
+
+
+def repeats(name: str, medians_ms: list[float], n: int = 100, **params: Any) -> list[Record]:
+    """One record per repeat (worker), each with tight samples around its own median."""
+    draw = np.random.default_rng(len(name))
+    return [replace(rec(name, list(m * np.exp(draw.normal(0, 0.005, n))), **params), repeat=k)
+            for k, m in enumerate(medians_ms)]
+
+
+def test_the_spread_between_repeats_widens_the_medians_interval(tmp_path: Path) -> None:
+    """Three workers at 4.0, 4.6 and 5.2 ms: their pooled samples put the median tightly
+    near 4.6 ms, under a 5 ms budget; the workers disagree by ±13%, so the budget is not met
+    with confidence, and the answer says more repeats, not more samples, would settle it."""
+    df = frame(tmp_path, repeats("spread", [4.0, 4.6, 5.2], width=1)
+               + repeats("steady", [4.6, 4.61, 4.59], width=2))
+    result = answer(df, "median_ms", ["median_ms<=5ms"])
+    assert result.ranking["name"].tolist() == ["steady"]
+    (row,) = result.uncertain.to_dict("records")
+    assert row["name"] == "spread" and row["median_ms"] < 5 < row["median_ms_high"]
+    assert "more repeats (workers), not more samples" in row["failed"]
+    logs = np.log([4.0, 4.6, 5.2])
+    half = sps.t.ppf(0.975, 2) * logs.std(ddof=1) / np.sqrt(3)
+    assert row["median_ms_high"] == pytest.approx(row["median_ms"] * np.exp(half), rel=0.01)
+    assert any("spread between the workers' medians" in n for n in result.notes)
+
+
+def test_cases_whose_workers_disagree_more_than_they_differ_are_tied(tmp_path: Path) -> None:
+    """Pooled, 2.0 vs 2.06 ms with 0.5% noise is a clear difference; but each case's three
+    workers scatter by ±8%, so the gate's test on their medians cannot tell them apart."""
+    df = frame(tmp_path, repeats("a", [1.85, 2.0, 2.16], width=1)
+               + repeats("b", [1.9, 2.06, 2.23], width=2)
+               + repeats("c", [3.0, 3.02, 2.98], width=3))
+    ranking = best(df, "median_ms")
+    assert ranking["name"].tolist() == ["a", "b", "c"]
+    assert ranking["rank"].tolist() == [1, 1, 3]
 
 
 def test_point_metrics_meet_or_fail_on_their_value(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from bench.decide.constraints import (
     values,
 )
 from bench.decide.metrics import DecideError, Metric, objective, with_derived
-from bench.gate.significance import shift_test
+from bench.gate.significance import MIN_REPEATS, repeat_shift_test, shift_test
 from bench.stats import quantile_ci
 from bench.suite.question import Question
 
@@ -124,9 +124,15 @@ def decide(frame: pd.DataFrame, question: Question) -> Answer:
     if not target.has_interval:
         notes.append(f"{target.name} is one measured value per case (no confidence interval):"
                      " ranked on that value; only equal values are called tied")
-    if "repeats" in ok.columns and (pd.to_numeric(ok["repeats"], errors="coerce") > 1).any():
-        notes.append("cases measured in several workers: intervals come from their pooled "
-                     "samples, which do not include run-to-run variation")
+    repeats = pd.to_numeric(ok["repeats"], errors="coerce") if "repeats" in ok.columns \
+        else pd.Series(dtype=float)
+    if (repeats >= MIN_REPEATS).any():
+        notes.append(f"cases measured in {MIN_REPEATS} or more workers: their median's "
+                     "interval includes the spread between the workers' medians; other "
+                     "quantiles' intervals come from the pooled samples, which do not")
+    elif (repeats > 1).any():
+        notes.append(f"cases measured in fewer than {MIN_REPEATS} workers: intervals come "
+                     "from the pooled samples, which do not include run-to-run variation")
     return Answer(
         question=question, objective=target, constraints=constraints, ranking=ranking,
         uncertain=uncertain.reset_index(drop=True), why_not=failing.reset_index(drop=True),
@@ -254,11 +260,16 @@ def explain(table: pd.DataFrame, ok: pd.DataFrame, checks: Sequence[Checked],
             if verdict == "fails":
                 why.append(describe_failure(constraint, vals.point[i]))
             elif verdict == "uncertain":
-                more = extra_samples(samples[i], constraint, batch[i], confidence)
-                extra = float(np.fmax(extra, more))
                 bound = vals.high[i] if constraint.upper else vals.low[i]
-                settle = (f"about {more:.0f} more samples would settle it" if np.isfinite(more)
-                          else "more samples would not settle it at this confidence")
+                if vals.run_to_run is not None and vals.run_to_run[i]:
+                    settle = ("the spread between its repeats sets that bound: more repeats "
+                              "(workers), not more samples, would settle it")
+                else:
+                    more = extra_samples(samples[i], constraint, batch[i], confidence)
+                    extra = float(np.fmax(extra, more))
+                    settle = (f"about {more:.0f} more samples would settle it"
+                              if np.isfinite(more)
+                              else "more samples would not settle it at this confidence")
                 why.append(f"{constraint.text}: the point value meets it, the interval reaches "
                            f"{format_value(metric, bound)}; {settle}")
         texts.append("; ".join(parts))
@@ -284,13 +295,16 @@ def _with_ties(ranking: pd.DataFrame, ok: pd.DataFrame, samples: list[np.ndarray
     """`rank` (tied cases share their leader's) and `tied_with`: each candidate is compared
     with the leader of the rank above it; the first it differs from starts a new rank."""
     out = ranking.reset_index().rename(columns={"index": "row"})
+    medians = ok["repeat_medians_ms"].tolist() if "repeat_medians_ms" in ok.columns \
+        else [None] * len(ok)
     ranks: list[int] = []
     tied_with: list[str | None] = []
     leader: int | None = None
     for position, row in enumerate(out.itertuples(index=False)):
         if leader is not None and _tied(samples[out["row"][leader]], samples[row.row],
                                         out.loc[leader], out.loc[position], target,
-                                        confidence):
+                                        confidence, (medians[out["row"][leader]],
+                                                     medians[row.row])):
             ranks.append(ranks[leader])
             tied_with.append(out["name"][leader])
         else:
@@ -304,12 +318,18 @@ def _with_ties(ranking: pd.DataFrame, ok: pd.DataFrame, samples: list[np.ndarray
 
 
 def _tied(a: np.ndarray, b: np.ndarray, row_a: pd.Series, row_b: pd.Series, target: Metric,
-          confidence: float) -> bool:
+          confidence: float, repeats: tuple[Any, Any] = (None, None)) -> bool:
+    """Whether two candidates cannot be told apart: for the median, the gate's tests (on
+    the workers' medians when both have MIN_REPEATS, else on the pooled samples)."""
     name = target.name
     if not target.has_interval or not a.size or not b.size:
         return bool(row_a[name] == row_b[name])
     if target.quantile == 0.5 or target.per_item_rate:
-        test = shift_test(a, b, confidence)
+        if all(isinstance(m, (list, tuple, np.ndarray)) and len(m) >= MIN_REPEATS
+               for m in repeats):
+            test = repeat_shift_test(repeats[0], repeats[1], confidence)
+        else:
+            test = shift_test(a, b, confidence)
         if test.ratio_low is None or test.ratio_high is None:
             return True  # too few samples to tell them apart
         return test.ratio_low <= 1.0 <= test.ratio_high

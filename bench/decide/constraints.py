@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench.decide.metrics import Metric, available, resolve
+from bench.gate.significance import MIN_REPEATS
 from bench.stats import quantile_ci_ranks, samples_to_bound
 from bench.suite.question import split_constraint
 
@@ -71,6 +72,9 @@ class Values:
     point: np.ndarray
     low: np.ndarray
     high: np.ndarray
+    #: Rows whose interval the spread between their repeats widened (see `repeat_half_widths`):
+    #: more workers, not more samples, would narrow it. None: no row was.
+    run_to_run: np.ndarray | None = None
 
 
 def sorted_samples(frame: pd.DataFrame) -> list[np.ndarray]:
@@ -104,12 +108,47 @@ def values(frame: pd.DataFrame, metric: Metric, confidence: float,
         point[i] = float(s[below] + (position - below) * (s[above] - s[below]))
         low[i] = s[lo_rank[i]] if lo_rank[i] >= 0 else -math.inf
         high[i] = s[hi_rank[i]] if hi_rank[i] < s.size else math.inf
+    run_to_run = None
+    if q == 0.5:  # the median (and rates of it): the repeats' spread where there are some
+        half = repeat_half_widths(frame, confidence)
+        with np.errstate(invalid="ignore"):
+            wider_low, wider_high = point * np.exp(-half), point * np.exp(half)
+            run_to_run = (wider_low < low) | (wider_high > high)
+        low, high = np.fmin(low, wider_low), np.fmax(high, wider_high)
+        run_to_run = run_to_run if run_to_run.any() else None
     if metric.per_item_rate:  # items/s = batch / median: the median's interval, inverted
         batch = pd.to_numeric(frame.get("batch_size", 1), errors="coerce")
         items = np.asarray(batch, dtype=float) * 1e3
         with np.errstate(divide="ignore"):
-            return Values(items / point, items / high, items / np.where(low > 0, low, 0.0))
-    return Values(point, low, high)
+            return Values(items / point, items / high, items / np.where(low > 0, low, 0.0),
+                          run_to_run)
+    return Values(point, low, high, run_to_run)
+
+
+def repeat_half_widths(frame: pd.DataFrame, confidence: float) -> np.ndarray:
+    """Per row, the half-width (log units) of the t-interval on the logs of its repeats'
+    medians; NaN for rows with fewer than MIN_REPEATS of them.
+
+    The pooled samples of a case measured by several workers only see the noise inside a
+    worker; the workers' medians also carry what moves between workers (another process's
+    memory layout, the machine's state), which is why the gate tests per-repeat medians.
+    The median's interval is the wider of the two, so a verdict is never surer than the
+    run-to-run variation allows."""
+    out = np.full(len(frame), np.nan)
+    if "repeat_medians_ms" not in frame.columns:
+        return out
+    from scipy.special import stdtrit
+
+    for i, medians in enumerate(frame["repeat_medians_ms"]):
+        if not isinstance(medians, (list, tuple, np.ndarray)) or len(medians) < MIN_REPEATS:
+            continue
+        logs = np.log(np.asarray(medians, dtype=float))
+        if not np.all(np.isfinite(logs)):
+            continue
+        k = logs.size
+        out[i] = float(stdtrit(k - 1, 0.5 + confidence / 2)) * float(logs.std(ddof=1)) / \
+            math.sqrt(k)
+    return out
 
 
 # ---- verdicts -------------------------------------------------------------------------------
