@@ -261,6 +261,26 @@ def test_cli_answers_and_exits_by_outcome(tmp_path: Path,
     assert "Best: a" in capsys.readouterr().out
 
 
+def test_cli_chooses_among_the_cases_a_filter_keeps(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """`--filter` keeps rows as `archbench run --filter` keeps cases: KEY=VALUE on a parameter
+    (numbers as numbers), a name substring or glob; keeping nothing is exit 2."""
+    run = write_run(tmp_path / "run", [rec("fast-mlp", lognormal(2.0, 60), width=256),
+                                       rec("mid-mlp", lognormal(3.0, 60), width=512),
+                                       rec("slow-cnn", lognormal(4.0, 60), model="cnn",
+                                           width=256)])
+    picks = {}
+    for pattern in ("model=cnn", "width=512", "*-cnn", "mid", "prune=none"):
+        assert main(["best", str(run), "--filter", pattern, "--json"]) == 0, pattern
+        picks[pattern] = json.loads(capsys.readouterr().out)["ranking"][0]["name"]
+    assert picks == {"model=cnn": "slow-cnn", "width=512": "mid-mlp", "*-cnn": "slow-cnn",
+                     "mid": "mid-mlp", "prune=none": "fast-mlp"}
+    assert main(["best", str(run), "-k", "model=cnn", "-k", "width=512", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["cases"] == 2
+    assert main(["best", str(run), "--filter", "model=transformer"]) == 2
+    assert "kept no case" in capsys.readouterr().err
+
+
 def test_cli_bad_input_exits_2_naming_it(tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     run = write_run(tmp_path / "run", [rec("a", lognormal(2.0, 60))])

@@ -51,6 +51,10 @@ def add_question_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default median_ms)")
     parser.add_argument("--constraint", "-c", action="append", default=[], metavar="SPEC",
                         help='e.g. "p99_ms<=5"; repeat or comma-separate')
+    parser.add_argument("--filter", "-k", action="append", default=[], metavar="PATTERN",
+                        help="choose among the cases whose name contains PATTERN (glob with "
+                             "* ? []), or whose parameter matches KEY=VALUE (model=mlp, "
+                             "precision=bf16); repeat to keep more")
     parser.add_argument("--top", type=int, default=5, metavar="N",
                         help="how many configurations to rank (default 5)")
     parser.add_argument("--confidence", type=float, default=0.95,
@@ -60,9 +64,10 @@ def add_question_arguments(parser: argparse.ArgumentParser) -> None:
 def handle(args: argparse.Namespace) -> int:
     from bench.decide import answer
     from bench.results import load
+    from bench.results.frame import select_rows
 
-    result = answer(load(args.runs), args.objective, args.constraint, args.top,
-                    args.confidence)
+    result = answer(select_rows(load(args.runs), args.filter), args.objective,
+                    args.constraint, args.top, args.confidence)
     emit(result, json_out=args.json, markdown=args.markdown)
     return 0 if not result.ranking.empty else 1
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.errors import ResultsError
 from bench.results.record import Record, is_integer_column
 from bench.results.repeats import merge_repeats
 from bench.results.store import load_records
@@ -38,6 +39,25 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         if is_integer_column(column):
             frame[column] = frame[column].astype("Int64")  # stays integer beside missing values
     return frame
+
+
+def select_rows(frame: pd.DataFrame, patterns: Sequence[str]) -> pd.DataFrame:
+    """The rows any pattern keeps, by the `--filter` rule of `archbench run` (a name
+    substring, a glob over the name, or `KEY=VALUE` on a parameter column; `prune=` is the
+    method); every row when there is no pattern."""
+    if not patterns:
+        return frame
+    from bench.suite.overrides import name_or_param_matches
+
+    keep = [any(name_or_param_matches(str(row.get("name", "")),
+                                      {**row, "prune": row.get("prune_method")}, pattern)
+                for pattern in patterns)
+            for row in frame.to_dict("records")]
+    if not any(keep):
+        raise ResultsError(f"--filter {' '.join(patterns)} kept no case of the run(s): give a "
+                           "part of a case name, a glob, or KEY=VALUE on a parameter "
+                           "(e.g. model=mlp)")
+    return frame[keep].reset_index(drop=True)
 
 
 def flatten(record: Record) -> dict[str, Any]:

@@ -4,8 +4,9 @@ CLI (`--set`, `--filter`) and pytest (`--archbench-set`), so both read them the 
 from __future__ import annotations
 
 import fnmatch
+import numbers
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bench.errors import SpecError
@@ -39,11 +40,23 @@ def select(cases: Sequence[Case], patterns: Sequence[str]) -> list[Case]:
 
 def matches(case: Case, pattern: str) -> bool:
     """A name substring, a glob over the name, or `KEY=VALUE` on a parameter."""
+    return name_or_param_matches(case.name, {**case.params(), "prune": case.prune.method},
+                                 pattern)
+
+
+def name_or_param_matches(name: str, params: Mapping[str, Any], pattern: str) -> bool:
+    """`matches` on a name and its parameters (`prune` is the method), wherever they come
+    from: a case of a suite, or a row of results. Numbers compare as numbers (`width=256`
+    matches a results column that holds 256.0)."""
     key, sep, value = pattern.partition("=")
     if sep:
-        params = case.params()
-        actual = case.prune.method if key == "prune" else params.get(key)
+        actual = params.get(key)
+        if isinstance(actual, numbers.Real) and not isinstance(actual, bool):
+            try:
+                return float(actual) == float(value)
+            except ValueError:
+                return False
         return str(actual) == value
     if any(ch in pattern for ch in "*?["):
-        return fnmatch.fnmatchcase(case.name, pattern)
-    return pattern in case.name
+        return fnmatch.fnmatchcase(name, pattern)
+    return pattern in name
