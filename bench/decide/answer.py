@@ -29,6 +29,7 @@ from bench.decide.constraints import (
     parse_constraints,
     sorted_samples,
     values,
+    worker_medians,
 )
 from bench.decide.metrics import DecideError, Metric, objective, with_derived
 from bench.gate.significance import MIN_REPEATS, repeat_shift_test, shift_test
@@ -325,9 +326,9 @@ def _tied(a: np.ndarray, b: np.ndarray, row_a: pd.Series, row_b: pd.Series, targ
     if not target.has_interval or not a.size or not b.size:
         return bool(row_a[name] == row_b[name])
     if target.quantile == 0.5 or target.per_item_rate:
-        if all(isinstance(m, (list, tuple, np.ndarray)) and len(m) >= MIN_REPEATS
-               for m in repeats):
-            test = repeat_shift_test(repeats[0], repeats[1], confidence)
+        medians_a, medians_b = (worker_medians(m) for m in repeats)
+        if medians_a is not None and medians_b is not None:
+            test = repeat_shift_test(medians_a, medians_b, confidence)
         else:
             test = shift_test(a, b, confidence)
         if test.ratio_low is None or test.ratio_high is None:

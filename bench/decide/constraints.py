@@ -125,6 +125,14 @@ def values(frame: pd.DataFrame, metric: Metric, confidence: float,
     return Values(point, low, high, run_to_run)
 
 
+def worker_medians(value: Any) -> np.ndarray | None:
+    """A row's `repeat_medians_ms` when it holds MIN_REPEATS or more (enough for the gate's
+    test across repeats), else None."""
+    if not isinstance(value, (list, tuple, np.ndarray)) or len(value) < MIN_REPEATS:
+        return None
+    return np.asarray(value, dtype=float)
+
+
 def repeat_half_widths(frame: pd.DataFrame, confidence: float) -> np.ndarray:
     """Per row, the half-width (log units) of the t-interval on the logs of its repeats'
     medians; NaN for rows with fewer than MIN_REPEATS of them.
@@ -139,10 +147,11 @@ def repeat_half_widths(frame: pd.DataFrame, confidence: float) -> np.ndarray:
         return out
     from scipy.special import stdtrit
 
-    for i, medians in enumerate(frame["repeat_medians_ms"]):
-        if not isinstance(medians, (list, tuple, np.ndarray)) or len(medians) < MIN_REPEATS:
+    for i, value in enumerate(frame["repeat_medians_ms"]):
+        medians = worker_medians(value)
+        if medians is None:
             continue
-        logs = np.log(np.asarray(medians, dtype=float))
+        logs = np.log(medians)
         if not np.all(np.isfinite(logs)):
             continue
         k = logs.size

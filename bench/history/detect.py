@@ -114,12 +114,10 @@ class _WeightedL2:
         self._wyy = np.concatenate([[0.0], np.cumsum(w * y * y)])
 
     def error(self, start: int, end: int) -> float:
-        w = self._w[end] - self._w[start]
-        wy = self._wy[end] - self._wy[start]
-        return float(self._wyy[end] - self._wyy[start] - wy * wy / w)
+        return float(self.errors(start, end))
 
     def errors(self, start: int | np.ndarray, end: int | np.ndarray) -> np.ndarray:
-        """`error` for many segments at once (the same arithmetic, element by element)."""
+        """The error of one segment, or of many at once (element by element)."""
         w = self._w[end] - self._w[start]
         wy = self._wy[end] - self._wy[start]
         return np.asarray(self._wyy[end] - self._wyy[start] - wy * wy / w)
