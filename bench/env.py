@@ -52,6 +52,42 @@ def host_info(cwd: str | Path | None = None) -> dict[str, Any]:
     return info
 
 
+def measuring_cpus() -> tuple[tuple[int, ...], int | None]:
+    """The CPUs a case's worker measures on, and the one left to the parent's samplers.
+
+    All the CPUs this process may use but the last, which the parent's sampler threads get:
+    a worker whose threads fill every CPU has one of them preempted whenever the parent
+    samples, and a thread pool waits for its slowest thread (on two CPUs, two threads
+    scattered 12% between workers where one thread pinned away from the samplers did not).
+    With one CPU there is nothing to leave: the worker gets it and the samplers share it.
+    Where the OS gives no affinity (macOS), the CPUs are counted and nothing can be pinned.
+    """
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        allowed = list(range(os.cpu_count() or 1))
+    if len(allowed) < 2:
+        return tuple(allowed), None
+    return tuple(allowed[:-1]), allowed[-1]
+
+
+def auto_threads() -> int:
+    """The thread count of a case whose `threads` is not set: one per measuring CPU."""
+    return max(len(measuring_cpus()[0]), 1)
+
+
+def pin_current_thread(cpus: tuple[int, ...] | list[int]) -> str | None:
+    """Pin the calling thread (Linux: sched_setaffinity of pid 0 is the calling thread) to
+    `cpus`; None when done, else why not."""
+    if not hasattr(os, "sched_setaffinity"):
+        return "this OS does not let a process choose its CPUs"
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError as exc:
+        return f"sched_setaffinity failed: {exc}"
+    return None
+
+
 def fingerprint(env: Mapping[str, Any]) -> dict[str, Any]:
     """The comparable subset; `gpus` reduced to names so serial numbers do not differ."""
     out = {key: env.get(key) for key in FINGERPRINT_KEYS}

@@ -1,8 +1,13 @@
-"""Statistics of raw timing samples. Pure functions: no I/O, no torch.
+"""Statistics of raw timing samples and of a case's workers. Pure functions: no I/O, no torch.
 
-The median leads (robust to the long right tail of timings), with the IQR as its spread and a
-distribution-free confidence interval from order statistics, which makes no normality
-assumption — timings are rarely normal.
+Within one worker the median leads (robust to the long right tail of timings), with the IQR as
+its spread and a distribution-free confidence interval from order statistics, which makes no
+normality assumption — timings are rarely normal. Across a case's workers, the level is the
+geometric mean of their medians and its interval the t-interval on their logs (`level`): what
+moves between worker processes (start-up, memory layout, the machine's state) is usually far
+larger than the noise inside one, and only an interval over workers sees it. `plan_workers`
+splits a case's measuring time between workers and samples from the variance at each level
+(Kalibera & Jones, "Rigorous Benchmarking in Reasonable Time", ISMM 2013).
 """
 
 from __future__ import annotations
@@ -58,7 +63,13 @@ def relative_ci_halfwidth(samples: Samples, confidence: float = 0.95) -> float:
 
 @dataclass(frozen=True)
 class Summary:
-    """Everything the report and the gate read about one case's timing, in milliseconds."""
+    """Everything the report and the gate read about one case's timing, in milliseconds.
+
+    `median_ms` and its interval (`ci_low_ms`, `ci_high_ms`, `ci_rel`) are the case's level
+    (`level`): across its workers when there are two or more (`between_workers`), else the
+    one worker's median and its own interval. The spread and the percentiles describe the
+    pooled per-call samples; `worker_ci_rel` is what one worker's own interval claimed (the
+    median over workers)."""
 
     n: int
     median_ms: float
@@ -78,24 +89,35 @@ class Summary:
     noise: float
     noise_warning: bool
     throughput_items_s: float
+    workers: int = 1
+    between_workers: bool = False
+    worker_ci_rel: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def summarize(samples_ns: Sequence[float], *, items_per_iter: int = 1,
-              confidence: float = 0.95) -> Summary:
-    """Summary statistics of per-iteration times given in nanoseconds."""
+              confidence: float = 0.95, worker_medians_ns: Sequence[float] = (),
+              worker_ci_rel: Sequence[float] = ()) -> Summary:
+    """Summary statistics of per-iteration times given in nanoseconds: of one worker's, or
+    of a case's workers pooled (with each worker's median and own relative interval)."""
     ms = np.asarray(samples_ns, dtype=float) / 1e6
     if ms.size == 0:
         raise ValueError("no samples to summarise")
     q1, median, q3, p90, p95, p99 = np.percentile(ms, [25, 50, 75, 90, 95, 99])
-    lo, hi = median_ci(ms, confidence)
+    medians = np.asarray(worker_medians_ns, dtype=float) / 1e6
+    if medians.size >= 2 and np.all(medians > 0):
+        case = level(medians, confidence)
+    else:
+        case = level([median], confidence, own_interval=median_ci(ms, confidence))
+    lo, hi, centre = case.low, case.high, case.value
     iqr = float(q3 - q1)
     noise = iqr / median if median > 0 else math.inf
+    own = [float(x) for x in worker_ci_rel if x is not None and math.isfinite(x)]
     return Summary(
         n=int(ms.size),
-        median_ms=float(median),
+        median_ms=float(centre),
         mean_ms=float(ms.mean()),
         std_ms=float(ms.std(ddof=1)) if ms.size > 1 else 0.0,
         min_ms=float(ms.min()),
@@ -108,11 +130,153 @@ def summarize(samples_ns: Sequence[float], *, items_per_iter: int = 1,
         p99_ms=float(p99),
         ci_low_ms=lo,
         ci_high_ms=hi,
-        ci_rel=max(median - lo, hi - median) / median if median > 0 else math.inf,
+        ci_rel=case.rel,
         noise=noise,
         noise_warning=noise >= NOISE_WARNING_RATIO,
-        throughput_items_s=items_per_iter / (median / 1e3) if median > 0 else math.inf,
+        throughput_items_s=items_per_iter / (centre / 1e3) if centre > 0 else math.inf,
+        workers=case.workers,
+        between_workers=case.between_workers,
+        worker_ci_rel=float(np.median(own)) if own else (
+            None if case.between_workers else case.rel),
     )
+
+
+# ---- a case's level across its workers ------------------------------------------------------
+@dataclass(frozen=True)
+class Level:
+    """A case's typical time per call and its confidence interval (in the medians' unit).
+
+    `between_workers` says what the interval includes. True (two or more workers): the
+    geometric mean of the workers' medians and the t-interval on their logs, with k - 1
+    degrees of freedom. Each worker's median carries what moves between processes as well as
+    its own sampling noise, so the interval covers both; with 3–10 workers a t-interval on
+    worker-level values is what Kalibera & Jones use at the top level, and a bootstrap of so
+    few values would only echo their observed range (too narrow). False (one worker): its
+    median and the median's distribution-free interval, which sees only the noise inside that
+    worker — readers must say that variation between runs was not measured.
+    """
+
+    value: float
+    low: float
+    high: float
+    workers: int
+    between_workers: bool
+
+    @property
+    def rel(self) -> float:
+        """The larger distance from the level to a bound, as a fraction of the level."""
+        if not self.value > 0:
+            return math.inf
+        return max(self.value - self.low, self.high - self.value) / self.value
+
+
+#: What every display of a one-worker interval says beside it.
+ONE_WORKER = "one worker: variation between runs not measured"
+
+
+def interval_basis(workers: int, between_workers: bool) -> str:
+    """What a level's interval includes, in words, for every place that shows one."""
+    return f"{workers} workers" if between_workers else ONE_WORKER
+
+
+def t_quantile(df: float, p: float) -> float:
+    """Student's t quantile, through scipy.special (scipy.stats alone takes 0.4 s to import)."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, p))
+
+
+def level(worker_medians: Samples, confidence: float = 0.95,
+          own_interval: tuple[float, float] | None = None) -> Level:
+    """The level of a case from its workers' medians; with one worker, `own_interval` is its
+    median's own interval (NaN bounds when not given)."""
+    medians = np.asarray(worker_medians, dtype=float)
+    if medians.size == 0:
+        raise ValueError("no worker medians")
+    if medians.size == 1:
+        low, high = own_interval if own_interval is not None else (math.nan, math.nan)
+        return Level(float(medians[0]), float(low), float(high), 1, False)
+    if not np.all(medians > 0):
+        raise ValueError("worker medians must be positive times")
+    logs = np.log(medians)
+    centre = float(logs.mean())
+    half = t_halfwidth(logs, confidence)
+    return Level(math.exp(centre), math.exp(centre - half), math.exp(centre + half),
+                 int(medians.size), True)
+
+
+def t_halfwidth(values: Samples, confidence: float = 0.95) -> float:
+    """Half-width of the t-interval of the mean of `values` (two or more)."""
+    data = np.asarray(values, dtype=float)
+    k = data.size
+    if k < 2:
+        raise ValueError("a t-interval needs at least two values")
+    return t_quantile(k - 1, 0.5 + confidence / 2) * float(data.std(ddof=1)) / math.sqrt(k)
+
+
+@dataclass(frozen=True)
+class WorkerRun:
+    """One finished worker of a case, as the planner of the next one sees it."""
+
+    median: float
+    #: Relative half-width of its median's own confidence interval (inf: unknown).
+    own_rel: float
+    #: Seconds of timed sampling, and the rest of what the worker cost (start, build,
+    #: transforms, warm-up, teardown).
+    measure_s: float
+    overhead_s: float
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How the next worker of a case should spend its time, and why."""
+
+    #: Measuring window for the next worker.
+    window_s: float
+    #: Variance components on the log scale: between workers beyond their own noise (sd),
+    #: and inside one worker per second of measuring (variance x seconds).
+    between_sd: float
+    within_rate: float
+    #: Workers the target would take at that window, if the components hold; None when even
+    #: `max_workers` would not reach it.
+    workers_needed: int | None
+
+
+def plan_workers(runs: Sequence[WorkerRun], target_rel: float, confidence: float, *,
+                 min_window_s: float, max_window_s: float, max_workers: int) -> WorkerPlan:
+    """Split a case's measuring time between workers and samples (Kalibera & Jones 2013).
+
+    With T² the variance between workers' medians beyond their own noise, v the variance of
+    a worker's median times its measuring seconds (its own noise shrinks as 1/t) and c the
+    fixed cost of a worker, the level's variance over k workers of window t is
+    (T² + v / t) / k at a cost of k·(c + t); the cheapest window for any precision is
+    t* = sqrt(c·v / T²). Workers that already agree (T² ≈ 0) get the longest window; workers
+    that disagree get short windows and more of them.
+    """
+    if not runs:
+        raise ValueError("no workers to plan from")
+    z = float(sps.norm.ppf(0.5 + confidence / 2))
+    own = np.array([math.log1p(r.own_rel) / z if math.isfinite(r.own_rel) else math.nan
+                    for r in runs])
+    seconds = np.array([max(r.measure_s, 1e-6) for r in runs])
+    within_rate = float(np.nanmedian(own ** 2 * seconds)) if np.isfinite(own).any() else 0.0
+    between_var = 0.0
+    if len(runs) >= 2:
+        logs = np.log([r.median for r in runs])
+        between_var = max(float(logs.var(ddof=1)) - float(np.nanmean(own ** 2)), 0.0)
+    overhead = float(np.median([max(r.overhead_s, 0.0) for r in runs]))
+    if between_var > 0 and within_rate > 0:
+        window = math.sqrt(overhead * within_rate / between_var)
+    else:
+        window = max_window_s if within_rate > 0 else min_window_s
+    window = min(max(window, min_window_s), max_window_s)
+    own_var = within_rate / window if window > 0 else float(np.nanmean(own ** 2) or 0.0)
+    goal = math.log1p(target_rel)
+    needed = next((k for k in range(2, max_workers + 1)
+                   if t_quantile(k - 1, 0.5 + confidence / 2)
+                   * math.sqrt((between_var + own_var) / k) <= goal), None)
+    return WorkerPlan(window_s=window, between_sd=math.sqrt(between_var),
+                      within_rate=within_rate, workers_needed=needed)
 
 
 # ---- tail percentiles -----------------------------------------------------------------------

@@ -139,6 +139,9 @@ class Times:
     def case_finished(self, index: int, total: int, record: Record) -> None:
         self.ends.append(time.perf_counter())
 
+    def case_decided(self, record: Any) -> None:
+        pass
+
 
 def median_ms(record: Record) -> float:
     return statistics.median(record.samples_ns) / 1e6

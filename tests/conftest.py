@@ -8,7 +8,8 @@ import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
-#: Short measuring windows for tests; the defaults stay honest for users.
+#: Short measuring windows and one worker per case for tests; the defaults stay honest for
+#: users. Tests of several workers per case (`repeats = "auto"` by default) set it back.
 FAST_SETTINGS = """
 [settings]
 warmup_iters = 1
@@ -17,6 +18,7 @@ min_samples = 5
 min_time_s = 0.0
 max_time_s = 0.05
 timeout_s = 60
+repeats = 1
 """
 
 

@@ -77,6 +77,9 @@ class Progress:
     def case_finished(self, index: int, total: int, record: Any) -> None:
         self.lines.append((index, record.name))
 
+    def case_decided(self, record: Any) -> None:
+        pass
+
 
 def test_records_in_any_order_each_stored_once_with_their_files(two_cases, tmp_path):
     suite, cases = two_cases

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from gate_helpers import lognormal, record
 
+from bench.engine.rounds import Rounds
 from bench.engine.runner import RunOptions, RunSession, run
 from bench.gate.compare import compare_records
 from bench.gate.significance import repeat_shift_test
@@ -129,16 +130,27 @@ def test_a_real_slowdown_is_still_caught_across_repeats():
 
 
 # ---- the runner -----------------------------------------------------------------------------
-def test_repeats_run_round_robin_and_resume_by_repeat(write_suite, tmp_path):
+def planned(cases, run_id="run"):
+    """Every (case, repeat) the rounds of a run visit, each worker taken as done ok."""
+    rounds, measured, order = Rounds(cases, run_id), {}, []
+    while (this := rounds.next(measured)).visits:
+        for case, repeat in this.visits:
+            order.append((case, repeat))
+            measured.setdefault(case.case_id, []).append(
+                replace(record(case.name, lognormal(1.0, 20, seed=repeat)), repeat=repeat))
+    return order
+
+
+def test_repeats_run_in_rounds_and_resume_by_repeat(write_suite, tmp_path):
     path = write_suite('[[sweep]]\nmodel = "mlp"\nwidth = [8, 16]\n'
                        'settings = { repeats = 3 }\n')
     suite = suite_file.load(path)
     out = tmp_path / "run"
-    session = RunSession([suite], suite.cases, RunOptions(out=out))
-    order = [(c.width, r) for c, r in session.plan(suite.cases)]
+    order = [(c.width, r) for c, r in planned(suite.cases)]
     assert order[:2] == [(8, 0), (16, 0)], "the first round follows the suite"
     assert sorted(order[2:4]) == [(8, 1), (16, 1)] and sorted(order[4:]) == [(8, 2), (16, 2)]
-    assert session.plan(suite.cases) == session.plan(suite.cases), "seeded: resume agrees"
+    assert planned(suite.cases) == planned(suite.cases), "seeded by the run"
+    session = RunSession([suite], suite.cases, RunOptions(out=out))
     session.run_case(suite.cases[0], 0)
     session.close("interrupted")
 
@@ -151,14 +163,12 @@ def test_repeats_run_round_robin_and_resume_by_repeat(write_suite, tmp_path):
     assert all(len(m) == 3 for m in frame.repeat_medians_ms)
 
 
-def test_later_rounds_change_neighbours(write_suite, tmp_path):
+def test_later_rounds_change_neighbours(write_suite):
     path = write_suite('[[sweep]]\nmodel = "mlp"\nwidth = [8, 16, 24, 32, 40, 48]\n'
                        'settings = { repeats = 3 }\n')
     suite = suite_file.load(path)
-    session = RunSession([suite], suite.cases, RunOptions(out=tmp_path / "run"))
-    order = [c.width for c, _ in session.plan(suite.cases)]
+    order = [c.width for c, _ in planned(suite.cases)]
     rounds = [order[0:6], order[6:12], order[12:18]]
     assert rounds[0] == [8, 16, 24, 32, 40, 48]
     assert all(sorted(r) == rounds[0] for r in rounds[1:])
     assert rounds[1:] != [rounds[0], rounds[0]], "no later round was shuffled"
-    session.close("interrupted")

@@ -32,7 +32,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--device", action="append", metavar="DEVICE",
                         help="cpu, cuda or cuda:N (repeatable; default: cpu and every GPU)")
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="torch threads on the CPU (default: torch's default)")
+                        help="torch threads on the CPU (default: as cases use them, one per CPU "
+                             "but the one left to the parent's samplers)")
     parser.add_argument("--force", action="store_true",
                         help="measure again even when a calibration exists")
     parser.add_argument("--quick", action="store_true",
@@ -48,7 +49,7 @@ def handle(args: argparse.Namespace) -> int:
     torch_side = probe_torch(backend)
     if "torch_probe_error" in torch_side:
         raise BenchError(f"cannot start a worker to calibrate: {torch_side['torch_probe_error']}")
-    threads = args.threads or torch_side.get("default_threads")
+    threads = args.threads or env.auto_threads()
     environment = {**env.host_info(), **torch_side, "threads": threads}
     devices = args.device or ["cpu", *[f"cuda:{d['index']}" for d in
                                        torch_side.get("cuda_devices", [])]]

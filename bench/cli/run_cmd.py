@@ -137,23 +137,32 @@ class ProgressObserver:
         self.progress.update(self.task, description=case.name)
 
     def case_finished(self, index: int, total: int, record: Record) -> None:
+        """A worker ended: the bar moves; a worker that did not end ok is said at once."""
+        self.progress.update(self.task, total=total)
         self.progress.advance(self.task)
-        width = len(str(total))
-        repeats = int(record.settings.get("repeats", 1))
-        of = f" (repeat {record.repeat + 1}/{repeats})" if repeats > 1 else ""
-        node = record.info.get("node") or {}
-        if node.get("node_id"):  # ran on a cluster node
-            of += f" on {node.get('hostname')}:{str(node['node_id'])[:6]}"
-        say(_status(record.status), f" [{index:>{width}}/{total}] {record.name}{of}  "
-                                    f"{describe(record)}")
+        if record.status == "ok":
+            return
+        most = int(record.settings.get("max_repeats") or 1) \
+            if record.settings.get("repeats") == "auto" else int(record.settings.get("repeats")
+                                                                 or 1)
+        of = f" (worker {record.repeat + 1})" if most > 1 else ""
+        say(_status(record.status), f" {record.name}{of}{_node(record)}  {describe(record)}")
+
+    def case_decided(self, record: Record) -> None:
+        """A case has all its workers: its level and interval, once."""
+        if record.status == "ok":
+            say(_status(record.status), f" {record.name}{_node(record)}  {describe(record)}")
 
     def summary(self, result: RunResult) -> None:
-        counts = ", ".join(f"{result.count(s)} {s}" for s in
-                           ("ok", "unsupported", *FAILURE_STATUSES) if result.count(s))
-        done, cases = len(result.records), len({r.case_id for r in result.records})
-        what = f"{done} case(s) run" if done == cases else (
-            f"{done} worker runs of {cases} case(s)")
-        resumed = f", {result.skipped} resumed" if result.skipped else ""
+        from bench.results.repeats import merge_repeats
+
+        cases = merge_repeats(result.records)
+        counts = ", ".join(f"{n} {s}" for s in ("ok", "unsupported", *FAILURE_STATUSES)
+                           if (n := sum(c.status == s for c in cases)))
+        done = len(result.records)
+        what = f"{len(cases)} case(s) run" if done == len(cases) else (
+            f"{len(cases)} case(s) run by {done} workers")
+        resumed = f", {result.skipped} worker(s) resumed" if result.skipped else ""
         say(f"{what}{resumed}: {counts or 'nothing to do'}")
         where = str(result.run_dir)
         say(f"results: {where}/results.jsonl")
@@ -167,8 +176,16 @@ def _status(status: str) -> Part:
     return _STATUS_STYLE.get(status, ("FAIL", "bold red"))
 
 
+def _node(record: Record) -> str:
+    node = record.info.get("node") or {}
+    if node.get("node_id"):  # ran on a cluster node
+        return f" on {node.get('hostname')}:{str(node['node_id'])[:6]}"
+    return ""
+
+
 def describe(record: Record) -> str:
-    """One-line result: median, noise achieved and samples; or the status and reason."""
+    """One-line result: the level, its interval and what the interval includes; or the
+    status and reason."""
     if record.status != "ok":
         reason = (record.reason or "").splitlines()[0] if record.reason else ""
         return f"{record.status}: {reason}"
@@ -178,16 +195,16 @@ def describe(record: Record) -> str:
         spread_text = f", spread {spread:.3g}%" if isinstance(spread, (int, float)) else ""
         samples_n = len((record.info.get("counting") or {}).get("samples") or [])
         return f"{per_call:,.0f} instructions/call ({samples_n} samples{spread_text})"
-    timing = record.timing or {}
-    samples = sorted(timing.get("samples_ns") or [])
-    if not samples:
+    from bench.stats import interval_basis
+
+    summary = record.summary()
+    if summary is None:
         return "ok (no samples)"
-    median_ms = samples[len(samples) // 2] / 1e6 if len(samples) % 2 else (
-        (samples[len(samples) // 2 - 1] + samples[len(samples) // 2]) / 2e6)
-    ci = timing.get("ci_rel")
-    ci_text = f"±{ci * 100:.1f}%" if ci is not None else "±?"
-    met = "" if timing.get("target_met") else " (target not met)"
-    return f"median {median_ms:.4g} ms {ci_text}{met}  n={len(samples)}"
+    target = record.settings.get("target_ci")
+    met = "" if not isinstance(target, (int, float)) or summary.ci_rel <= target else (
+        f" (target ±{target * 100:g}% not met)")
+    return (f"median {summary.median_ms:.4g} ms ±{summary.ci_rel * 100:.1f}%{met}  "
+            f"{interval_basis(summary.workers, summary.between_workers)}, n={summary.n}")
 
 
 def add_to_history(store_path: Path, run_dir: Path) -> None:

@@ -32,6 +32,8 @@ class Target:
     #: True when the case runs inside the parent (inline isolation): samples then include the
     #: harness itself, and the sampler thread shares the GIL with the timed code.
     inline: bool = False
+    #: The CPU sampler threads pin themselves to, away from the worker's (None: anywhere).
+    sampler_cpu: int | None = None
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,8 @@ class NvmlCollector:
                 f"{k}: {v}" for k, v in self.missing.items())
             self._shutdown()
             return
-        self._sampler = PeriodicSampler(self._read, self.interval_s, name="nvml-sampler")
+        self._sampler = PeriodicSampler(self._read, self.interval_s, name="nvml-sampler",
+                                        cpu=target.sampler_cpu)
         self._sampler.start()
 
     def on_phase(self, phase: str, t_unix: float) -> None:

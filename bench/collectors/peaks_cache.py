@@ -74,7 +74,7 @@ class Index:
         self._cache: dict[Any, tuple[dict[str, Any] | None, str | None]] = {}
 
     def for_threads(self, threads: int | None) -> tuple[dict[str, Any] | None, str | None]:
-        effective = threads or self.environment.get("default_threads")
+        effective = threads or env.auto_threads()
         if effective not in self._cache:
             self._cache[effective] = load({**self.environment, "threads": effective},
                                           self.directory)

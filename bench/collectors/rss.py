@@ -51,7 +51,8 @@ class RssCollector:
             read, self._close = statm
         else:
             read = _psutil_reader(process)
-        self._sampler = PeriodicSampler(read, self.interval_s, name="rss-sampler")
+        self._sampler = PeriodicSampler(read, self.interval_s, name="rss-sampler",
+                                        cpu=target.sampler_cpu)
         self._sampler.start()
 
     def on_phase(self, phase: str, t_unix: float) -> None:

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.env import pin_current_thread
+
 #: Longest a stop waits for the thread; a read stuck longer than this is a bug in the reader.
 JOIN_TIMEOUT_S = 5.0
 
@@ -25,13 +27,15 @@ class PeriodicSampler:
     """Calls `read()` every `interval_s` in a daemon thread and keeps (unix time, value)."""
 
     def __init__(self, read: Callable[[], Any], interval_s: float, *, name: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, cpu: int | None = None) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s}")
         self._read = read
         self.interval_s = interval_s
         self.name = name
         self._clock = clock
+        #: The CPU the thread pins itself to (see bench.env.measuring_cpus); None: anywhere.
+        self.cpu = cpu
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.samples: list[tuple[float, Any]] = []
@@ -56,6 +60,8 @@ class PeriodicSampler:
         return self._thread is not None and self._thread.is_alive()
 
     def _loop(self) -> None:
+        if self.cpu is not None:
+            pin_current_thread([self.cpu])  # best effort: a sampler unpinned still samples
         begin = time.monotonic()
         tick = 0
         while not self._stop.is_set():

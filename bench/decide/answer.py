@@ -32,8 +32,9 @@ from bench.decide.constraints import (
     worker_medians,
 )
 from bench.decide.metrics import DecideError, Metric, objective, with_derived
-from bench.gate.significance import MIN_REPEATS, repeat_shift_test, shift_test
-from bench.stats import quantile_ci
+from bench.gate.paired import Speedup, round_test, speedup
+from bench.gate.significance import repeat_shift_test, shift_test
+from bench.stats import ONE_WORKER
 from bench.suite.question import Question
 
 #: Parameters that make a workload (a model family at one input, batch and device); the
@@ -125,15 +126,16 @@ def decide(frame: pd.DataFrame, question: Question) -> Answer:
     if not target.has_interval:
         notes.append(f"{target.name} is one measured value per case (no confidence interval):"
                      " ranked on that value; only equal values are called tied")
-    repeats = pd.to_numeric(ok["repeats"], errors="coerce") if "repeats" in ok.columns \
-        else pd.Series(dtype=float)
-    if (repeats >= MIN_REPEATS).any():
-        notes.append(f"cases measured in {MIN_REPEATS} or more workers: their median's "
-                     "interval includes the spread between the workers' medians; other "
-                     "quantiles' intervals come from the pooled samples, which do not")
-    elif (repeats > 1).any():
-        notes.append(f"cases measured in fewer than {MIN_REPEATS} workers: intervals come "
-                     "from the pooled samples, which do not include run-to-run variation")
+    between = ok["ci_between_workers"].fillna(False).astype(bool) \
+        if "ci_between_workers" in ok.columns else pd.Series(False, index=ok.index)
+    if between.any():
+        notes.append("the median's interval is across each case's workers, so it includes "
+                     "what varies between runs; ties and speed-ups compare workers measured "
+                     "in the same rounds; other quantiles' intervals come from the pooled "
+                     "samples, which do not include run-to-run variation")
+    if (~between).any() and "median_ms" in ok.columns:
+        notes.append(f"{int((~between).sum())} case(s) measured by {ONE_WORKER}: their "
+                     "intervals are narrower than a rerun would show")
     return Answer(
         question=question, objective=target, constraints=constraints, ranking=ranking,
         uncertain=uncertain.reset_index(drop=True), why_not=failing.reset_index(drop=True),
@@ -263,8 +265,9 @@ def explain(table: pd.DataFrame, ok: pd.DataFrame, checks: Sequence[Checked],
             elif verdict == "uncertain":
                 bound = vals.high[i] if constraint.upper else vals.low[i]
                 if vals.run_to_run is not None and vals.run_to_run[i]:
-                    settle = ("the spread between its repeats sets that bound: more repeats "
-                              "(workers), not more samples, would settle it")
+                    settle = ("the spread between its workers sets that bound: more workers "
+                              "(raise max_repeats or max_time_s), not more samples per "
+                              "worker, would settle it")
                 else:
                     more = extra_samples(samples[i], constraint, batch[i], confidence)
                     extra = float(np.fmax(extra, more))
@@ -296,16 +299,15 @@ def _with_ties(ranking: pd.DataFrame, ok: pd.DataFrame, samples: list[np.ndarray
     """`rank` (tied cases share their leader's) and `tied_with`: each candidate is compared
     with the leader of the rank above it; the first it differs from starts a new rank."""
     out = ranking.reset_index().rename(columns={"index": "row"})
-    medians = ok["repeat_medians_ms"].tolist() if "repeat_medians_ms" in ok.columns \
-        else [None] * len(ok)
+    rows = ok.to_dict("records")
     ranks: list[int] = []
     tied_with: list[str | None] = []
     leader: int | None = None
     for position, row in enumerate(out.itertuples(index=False)):
-        if leader is not None and _tied(samples[out["row"][leader]], samples[row.row],
-                                        out.loc[leader], out.loc[position], target,
-                                        confidence, (medians[out["row"][leader]],
-                                                     medians[row.row])):
+        first = out["row"][leader] if leader is not None else None
+        if first is not None and leader is not None and _tied(
+                samples[first], samples[row.row], out.loc[leader], out.loc[position], target,
+                confidence, (rows[first], rows[row.row])):
             ranks.append(ranks[leader])
             tied_with.append(out["name"][leader])
         else:
@@ -319,21 +321,26 @@ def _with_ties(ranking: pd.DataFrame, ok: pd.DataFrame, samples: list[np.ndarray
 
 
 def _tied(a: np.ndarray, b: np.ndarray, row_a: pd.Series, row_b: pd.Series, target: Metric,
-          confidence: float, repeats: tuple[Any, Any] = (None, None)) -> bool:
-    """Whether two candidates cannot be told apart: for the median, the gate's tests (on
-    the workers' medians when both have MIN_REPEATS, else on the pooled samples)."""
+          confidence: float, cases: tuple[Mapping[str, Any], Mapping[str, Any]]) -> bool:
+    """Whether two candidates cannot be told apart. For the median: the ratio of workers
+    measured in the same rounds (two or more of them, one run); else the gate's tests, on
+    the workers' medians when both have MIN_REPEATS, else on the pooled samples."""
     name = target.name
     if not target.has_interval or not a.size or not b.size:
         return bool(row_a[name] == row_b[name])
     if target.quantile == 0.5 or target.per_item_rate:
-        medians_a, medians_b = (worker_medians(m) for m in repeats)
+        test = round_test(cases[0], cases[1], confidence)
+        if test is not None:
+            return bool(test.ratio_low is None or test.ratio_high is None
+                        or test.ratio_low <= 1.0 <= test.ratio_high)
+        medians_a, medians_b = (worker_medians(c.get("repeat_medians_ms")) for c in cases)
         if medians_a is not None and medians_b is not None:
-            test = repeat_shift_test(medians_a, medians_b, confidence)
+            shift = repeat_shift_test(medians_a, medians_b, confidence)
         else:
-            test = shift_test(a, b, confidence)
-        if test.ratio_low is None or test.ratio_high is None:
+            shift = shift_test(a, b, confidence)
+        if shift.ratio_low is None or shift.ratio_high is None:
             return True  # too few samples to tell them apart
-        return test.ratio_low <= 1.0 <= test.ratio_high
+        return shift.ratio_low <= 1.0 <= shift.ratio_high
     return bool(row_b[f"{name}_low"] <= row_a[f"{name}_high"] and
                 row_a[f"{name}_low"] <= row_b[f"{name}_high"])
 
@@ -374,58 +381,46 @@ def _twins(ok: pd.DataFrame, samples: list[np.ndarray], confidence: float) -> Tw
 
 
 def _add_twins(table: pd.DataFrame, twins: Twins) -> pd.DataFrame:
-    """Twin name, speed-up (twin median / median, with the interval spanned by the two
-    medians' confidence intervals: faster only when even the slowest case of one beats the
-    fastest of the other) and a sentence saying what the knobs bought."""
+    """Twin name, speed-up (twin / case, `bench.gate.paired.speedup`: from the workers of
+    the two measured in the same rounds, else the two levels' intervals) and a sentence
+    saying what the knobs bought."""
     out = table.copy()
     positions = out["row"].tolist() if "row" in out.columns else out.index.tolist()
+    rows = twins.ok.to_dict("records")
     names: list[str | None] = []
     sentences: list[str | None] = []
-    speedups: list[float] = []
-    lows: list[float] = []
-    highs: list[float] = []
+    found: list[Speedup | None] = []
     for i, row in zip(positions, out.to_dict("records"), strict=True):
         j = twins.twin_row.get(i)
-        if j is None or not twins.samples[i].size or not twins.samples[j].size:
-            names.append(None)
-            speedups.append(np.nan)
-            lows.append(np.nan)
-            highs.append(np.nan)
-            sentences.append(None)
-            continue
-        # the ratio of the medians, with the conservative interval of the two medians'
-        # distribution-free intervals (as the report's speed-up charts draw it)
-        twin_low, twin_high = quantile_ci(twins.samples[j], 0.5, twins.confidence)
-        case_low, case_high = quantile_ci(twins.samples[i], 0.5, twins.confidence)
-        speedup = float(np.median(twins.samples[j]) / np.median(twins.samples[i]))
-        low = twin_low / case_high if case_high > 0 else math.nan
-        high = twin_high / case_low if case_low > 0 else math.inf
-        names.append(twins.ok["name"].iloc[j])
-        speedups.append(speedup)
-        lows.append(low)
-        highs.append(high)
-        sentences.append(twin_sentence(row, speedup, low, high))
+        ratio = speedup(rows[j], rows[i], twins.confidence) if j is not None else None
+        found.append(ratio)
+        names.append(twins.ok["name"].iloc[j] if ratio is not None and j is not None else None)
+        sentences.append(twin_sentence(row, ratio) if ratio is not None else None)
     out["twin"] = names
-    out["speedup_vs_twin"] = speedups
-    out["speedup_low"] = lows
-    out["speedup_high"] = highs
+    out["speedup_vs_twin"] = [r.value if r else np.nan for r in found]
+    out["speedup_low"] = [r.low if r else np.nan for r in found]
+    out["speedup_high"] = [r.high if r else np.nan for r in found]
+    out["speedup_basis"] = [r.evidence if r else None for r in found]
     out["vs_twin"] = sentences
     return out
 
 
-def twin_sentence(row: Mapping[str, Any], speedup: float, low: float, high: float) -> str:
-    """ "bf16 + structured 25% is 2.9× faster (2.7–3.1×) than fp32 unpruned, at top-1
-    agreement 0.995" — the interval deciding between faster, slower and no difference."""
+def twin_sentence(row: Mapping[str, Any], ratio: Speedup) -> str:
+    """ "bf16 + structured 25% is 2.9× faster (2.7–3.1×, 5 paired rounds) than fp32
+    unpruned, at top-1 agreement 0.995" — the interval deciding between faster, slower and
+    no difference."""
+    speedup, low, high = ratio.value, ratio.low, ratio.high
+    basis = ratio.evidence
     knobs = [str(row.get("precision") or "fp32")]
     if row.get("prune_method") not in (None, "none"):
         knobs.append(f"{row['prune_method']} {_ratio(row.get('prune_ratio')) * 100:g}%")
     what = " + ".join(knobs)
     if not math.isfinite(low) or not math.isfinite(high) or low <= 1.0 <= high:
-        speed = f"is not measurably faster or slower ({low:.2g}–{high:.2g}×)"
+        speed = f"is not measurably faster or slower ({low:.2g}–{high:.2g}×, {basis})"
     elif low > 1:
-        speed = f"is {speedup:.2g}× faster ({low:.2g}–{high:.2g}×)"
+        speed = f"is {speedup:.2g}× faster ({low:.2g}–{high:.2g}×, {basis})"
     else:
-        speed = f"is {1 / speedup:.2g}× slower ({1 / high:.2g}–{1 / low:.2g}×)"
+        speed = f"is {1 / speedup:.2g}× slower ({1 / high:.2g}–{1 / low:.2g}×, {basis})"
     at = ""
     for column, words in (("fidelity_top1_agreement", "top-1 agreement"),
                           ("fidelity_cosine", "cosine similarity"),

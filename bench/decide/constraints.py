@@ -1,7 +1,9 @@
 """Constraints ("p99_ms<=5", "peak_rss_bytes<=2GiB") and their confidence-aware verdicts.
 
-A timing constraint is met when the far bound of the metric's distribution-free confidence
-interval meets it, not merely its point value: `meets` (the whole interval is inside),
+A timing constraint is met when the far bound of the metric's confidence interval meets it,
+not merely its point value (the median's is the case's level and interval, across its
+workers where there are several; other quantiles' are distribution-free, from the pooled
+samples): `meets` (the whole interval is inside),
 `uncertain` (the point value is inside, the interval is not; with the number of samples that
 would settle it if the distribution stays as sampled) or `fails` (the point value is outside).
 A metric without an interval (memory, energy, fidelity: one value per case) meets or fails on
@@ -72,8 +74,8 @@ class Values:
     point: np.ndarray
     low: np.ndarray
     high: np.ndarray
-    #: Rows whose interval the spread between their repeats widened (see `repeat_half_widths`):
-    #: more workers, not more samples, would narrow it. None: no row was.
+    #: Rows whose interval is across their workers (`bench.stats.level`): more workers, not
+    #: more samples, would narrow it. None: no row's is.
     run_to_run: np.ndarray | None = None
 
 
@@ -109,13 +111,15 @@ def values(frame: pd.DataFrame, metric: Metric, confidence: float,
         low[i] = s[lo_rank[i]] if lo_rank[i] >= 0 else -math.inf
         high[i] = s[hi_rank[i]] if hi_rank[i] < s.size else math.inf
     run_to_run = None
-    if q == 0.5:  # the median (and rates of it): the repeats' spread where there are some
-        half = repeat_half_widths(frame, confidence)
-        with np.errstate(invalid="ignore"):
-            wider_low, wider_high = point * np.exp(-half), point * np.exp(half)
-            run_to_run = (wider_low < low) | (wider_high > high)
-        low, high = np.fmin(low, wider_low), np.fmax(high, wider_high)
-        run_to_run = run_to_run if run_to_run.any() else None
+    if q == 0.5 and {"median_ms", "ci_low_ms", "ci_high_ms"} <= set(frame.columns):
+        # The median is the case's level, with the interval every reader shows
+        # (`bench.stats.level`): across its workers where there are several.
+        point = pd.to_numeric(frame["median_ms"], errors="coerce").to_numpy(dtype=float)
+        low = pd.to_numeric(frame["ci_low_ms"], errors="coerce").to_numpy(dtype=float)
+        high = pd.to_numeric(frame["ci_high_ms"], errors="coerce").to_numpy(dtype=float)
+        if "ci_between_workers" in frame.columns:
+            run_to_run = frame["ci_between_workers"].fillna(False).to_numpy(dtype=bool)
+            run_to_run = run_to_run if run_to_run.any() else None
     if metric.per_item_rate:  # items/s = batch / median: the median's interval, inverted
         batch = pd.to_numeric(frame.get("batch_size", 1), errors="coerce")
         items = np.asarray(batch, dtype=float) * 1e3
@@ -131,33 +135,6 @@ def worker_medians(value: Any) -> np.ndarray | None:
     if not isinstance(value, (list, tuple, np.ndarray)) or len(value) < MIN_REPEATS:
         return None
     return np.asarray(value, dtype=float)
-
-
-def repeat_half_widths(frame: pd.DataFrame, confidence: float) -> np.ndarray:
-    """Per row, the half-width (log units) of the t-interval on the logs of its repeats'
-    medians; NaN for rows with fewer than MIN_REPEATS of them.
-
-    The pooled samples of a case measured by several workers only see the noise inside a
-    worker; the workers' medians also carry what moves between workers (another process's
-    memory layout, the machine's state), which is why the gate tests per-repeat medians.
-    The median's interval is the wider of the two, so a verdict is never surer than the
-    run-to-run variation allows."""
-    out = np.full(len(frame), np.nan)
-    if "repeat_medians_ms" not in frame.columns:
-        return out
-    from scipy.special import stdtrit
-
-    for i, value in enumerate(frame["repeat_medians_ms"]):
-        medians = worker_medians(value)
-        if medians is None:
-            continue
-        logs = np.log(medians)
-        if not np.all(np.isfinite(logs)):
-            continue
-        k = logs.size
-        out[i] = float(stdtrit(k - 1, 0.5 + confidence / 2)) * float(logs.std(ddof=1)) / \
-            math.sqrt(k)
-    return out
 
 
 # ---- verdicts -------------------------------------------------------------------------------

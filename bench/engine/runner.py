@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import shlex
 import signal
 import threading
@@ -29,6 +28,7 @@ from bench.engine.counting import counter_label, perf_instructions
 from bench.engine.executor import EXECUTORS, Executor, OnFinished, OnStarted, RunContext
 from bench.engine.local_executor import LocalExecutor
 from bench.engine.outcome import Backend
+from bench.engine.rounds import Rounds
 from bench.errors import BenchError, BenchWarning, FileProblem
 from bench.results.lock import LOCK_FILE, RunFolderLock
 from bench.results.record import Record
@@ -49,6 +49,9 @@ class RunObserver(Protocol):
     def case_started(self, index: int, total: int, case: Case) -> None: ...
 
     def case_finished(self, index: int, total: int, record: Record) -> None: ...
+
+    def case_decided(self, record: Record) -> None:
+        """A case has all its workers: `record` is their merge (its level and interval)."""
 
 
 class RunInterrupted(BenchError):
@@ -167,36 +170,40 @@ def run(suites: Sequence[Suite], cases: Sequence[Case], options: RunOptions,
         executor: Executor | None = None) -> RunResult:
     """Run `cases` (taken from `suites`) into a run folder; returns the records of this run.
 
-    A case with `repeats = R` is measured by R workers: the run visits the cases round-robin
-    R times, so each case's repeats sample the machine at different moments of the run.
-    `backend` replaces the one `options.isolation` names (tests run the plan without workers);
-    `executor` the one `options.executor` names (benchmarks run stand-in cases on Ray).
+    Cases are measured in rounds (`bench.engine.rounds`): each round gives every case that
+    still needs one another worker, so a case's workers sample the machine at different
+    moments of the run. `backend` replaces the one `options.isolation` names (tests run the
+    plan without workers); `executor` the one `options.executor` names (benchmarks run
+    stand-in cases on Ray).
     """
     with _signals_interrupt() as received:
         session = RunSession(suites, cases, options, backend, executor)
-        plan = session.plan(cases)
-        total = len(plan) + session.skipped
-        result = RunResult(run_dir=session.run_dir, skipped=session.skipped)
-        sent = 0
+        skipped = session.recorded(cases)
+        result = RunResult(run_dir=session.run_dir, skipped=skipped)
+        total = skipped + Rounds(cases, session.run_id).at_least(session.measured)
 
-        def started(case: Case, repeat: int) -> None:
-            nonlocal sent
-            sent += 1
+        def started(case: Case, repeat: int, expected: int) -> None:
+            nonlocal total
+            total = max(total, expected)
             if observer:
-                observer.case_started(session.skipped + sent, total, case)
+                observer.case_started(skipped + len(result.records) + 1, total, case)
 
         def finished(record: Record) -> None:
             result.records.append(record)
             if observer:
-                observer.case_finished(session.skipped + len(result.records), total, record)
+                observer.case_finished(skipped + len(result.records), total, record)
+
+        def decided(record: Record) -> None:
+            if observer:
+                observer.case_decided(record)
 
         try:
             if observer:
-                observer.run_started(session.run_dir, total, session.skipped)
-            session.execute(plan, started, finished)
+                observer.run_started(session.run_dir, total, skipped)
+            session.execute_rounds(cases, started, finished, decided)
         except KeyboardInterrupt:
             session.close("interrupted")
-            raise RunInterrupted(session.run_dir, session.skipped + len(result.records), total,
+            raise RunInterrupted(session.run_dir, skipped + len(result.records), total,
                                  resume_command=resume_command(suites, options.command,
                                                                session.run_dir),
                                  signum=received[0] if received else signal.SIGINT) from None
@@ -282,9 +289,8 @@ def _run_meta(run_dir: Path, suites: Sequence[Suite], cases: Sequence[Case],
 def _threads(cases: Sequence[Case], torch_side: dict[str, Any]) -> int | str | None:
     """The thread count the run used: one number, or "mixed" when cases set different ones."""
     if not cases:  # a session whose cases arrive later (the pytest fixture): torch's default
-        return torch_side.get("default_threads")
-    counts = {c.settings.for_counting().threads or torch_side.get("default_threads")
-              for c in cases}
+        return env.auto_threads()
+    counts = {c.settings.for_counting().threads or env.auto_threads() for c in cases}
     return counts.pop() if len(counts) == 1 else "mixed"
 
 
@@ -319,10 +325,12 @@ class RunSession:
             self.executor.check(cases)
             self.run_dir, self.lock = _prepare_run_dir(suites, options)
             self.store = ResultsStore(self.run_dir)
-            #: (case_id, repeat) on disk: from the run resumed, then each one stored.
-            self.done = ({(r.case_id, r.repeat) for r in self.store.records()}
-                         if options.resume else set())
-            self.skipped = 0
+            #: Every record of the run by case_id: from the run resumed, then each one stored.
+            self.measured: dict[str, list[Record]] = {}
+            for record in self.store.records() if options.resume else ():
+                self.measured.setdefault(record.case_id, []).append(record)
+            #: (case_id, repeat) on disk.
+            self.done = {(r.case_id, r.repeat) for rs in self.measured.values() for r in rs}
             self.meta = _run_meta(self.run_dir, suites, cases, options, self.executor,
                                   self.store)
             self.store.write_run(self.meta)
@@ -344,25 +352,37 @@ class RunSession:
     def run_id(self) -> str:
         return str(self.meta["run_id"])
 
-    def plan(self, cases: Sequence[Case]) -> list[tuple[Case, int]]:
-        """(case, repeat) in run order: every case's first repeat, then every second, ...;
-        pairs already recorded (resume) are left out and counted in `skipped`.
+    def recorded(self, cases: Sequence[Case]) -> int:
+        """Workers of these cases already on disk (a resumed run's)."""
+        return sum(len(self.measured.get(c.case_id, ())) for c in {c.case_id: c
+                                                                   for c in cases}.values())
 
-        The first round follows the suite; later rounds are shuffled (seeded, so a resumed
-        run plans the same order). In a fixed order a case would always run right after the
-        same neighbour, and anything that neighbour leaves behind (heat, a busy core, a
-        periodic disturbance) would land on it in every round, looking like its own speed.
-        """
-        rounds = max((c.settings.repeats for c in cases), default=0)
-        every: list[tuple[Case, int]] = []
-        for r in range(rounds):
-            this_round = [c for c in cases if r < c.settings.repeats]
-            if r:
-                random.Random(f"{self.run_id}:{r}").shuffle(this_round)
-            every += [(c, r) for c in this_round]
-        todo = [(c, r) for c, r in every if (c.case_id, r) not in self.done]
-        self.skipped = len(every) - len(todo)
-        return todo
+    def execute_rounds(self, cases: Sequence[Case],
+                       started: Callable[[Case, int, int], None] | None = None,
+                       finished: Callable[[Record], None] | None = None,
+                       decided: Callable[[Record], None] | None = None) -> None:
+        """Measure `cases` round by round until none needs another worker
+        (`bench.engine.rounds`). `started(case, repeat, expected)` hears of each worker sent,
+        with the number of workers the run expects in all so far; `decided(record)` of each
+        case once it has all its workers, with their merge."""
+        from bench.results.repeats import merge
+
+        rounds = Rounds(cases, self.run_id)
+        while True:
+            this = rounds.next(self.measured)
+            for case_id in this.decided:
+                if decided is not None and self.measured.get(case_id):
+                    decided(merge(self.measured[case_id]))
+            if not this.visits:
+                return
+            expected = self.recorded(cases) + max(rounds.at_least(self.measured),
+                                                  len(this.visits))
+
+            def on_started(case: Case, repeat: int, expected: int = expected) -> None:
+                if started is not None:
+                    started(case, repeat, expected)
+
+            self.execute(this.visits, on_started, finished)
 
     @property
     def context(self) -> RunContext:
@@ -393,23 +413,21 @@ class RunSession:
     def measure(self, cases: Sequence[Case],
                 progress: Callable[[int, int, Case, int], None] | None = None
                 ) -> dict[str, Record]:
-        """Every repeat of `cases` (round-robin), pooled into one record per case_id;
+        """Every worker of `cases` (in rounds), merged into one record per case_id;
         `progress(index, total, case, repeat)` is called before each worker starts."""
-        from bench.results.repeats import merge_repeats
+        from bench.results.repeats import merge
 
-        plan = self.plan(cases)
         sent = 0
 
-        def started(case: Case, repeat: int) -> None:
+        def started(case: Case, repeat: int, expected: int) -> None:
             nonlocal sent
             sent += 1
             if progress:
-                progress(sent, len(plan), case, repeat)
+                progress(sent, max(expected, sent), case, repeat)
 
-        self.execute(plan, started)
-        wanted = {c.case_id for c in cases}
-        mine = [r for r in self.store.records() if r.case_id in wanted]
-        return {r.case_id: r for r in merge_repeats(mine)}
+        self.execute_rounds(cases, started)
+        return {c.case_id: merge(self.measured[c.case_id]) for c in cases
+                if self.measured.get(c.case_id)}
 
     def append(self, record: Record, files: Mapping[str, bytes] | None = None) -> bool:
         """Store a record (with files its case wrote elsewhere, by run-folder path); False,
@@ -424,6 +442,7 @@ class RunSession:
         self.store.append(record)
         self.done.add(key)
         self.records.append(record)
+        self.measured.setdefault(record.case_id, []).append(record)
         return True
 
     def close(self, status: str = "complete", keep: BaseException | None = None) -> None:

@@ -31,6 +31,7 @@ from bench.collectors.base import (
 from bench.collectors.registry import parent_collectors
 from bench.collectors.rss import check_against_ru_maxrss
 from bench.engine.outcome import Outcome
+from bench.env import measuring_cpus
 from bench.measure.protocol import Findings, Message, Phase
 from bench.suite.spec import Case
 
@@ -50,7 +51,9 @@ class CaseSampling:
 
     # -- while the worker runs --------------------------------------------------------------
     def start(self, pid: int) -> None:
-        self.target = Target(pid=pid, started_unix=time.time(), inline=self.inline)
+        spare = measuring_cpus()[1] if self.case.settings.pin_cpus else None
+        self.target = Target(pid=pid, started_unix=time.time(), inline=self.inline,
+                             sampler_cpu=spare)
         for item in self._collectors():
             try:
                 item.start(self.target)

@@ -22,9 +22,9 @@ until the interval is inside ±threshold or clearly outside it. Pure: no I/O, no
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeGuard
 
 import numpy as np
 
@@ -261,3 +261,91 @@ def stop_state(baseline: Samples, candidate: Samples, threshold_pct: float, *,
 
 def _unit(p: float) -> float:
     return 1.0 if math.isnan(p) else min(max(p, 0.0), 1.0)
+
+
+# ---- comparisons inside one run -------------------------------------------------------------
+@dataclass(frozen=True)
+class Speedup:
+    """How many times faster a case is than a reference case of the same run, and on what
+    evidence: `pairs` workers of each measured in the same rounds (their ratios, so drift
+    between moments cancels), or the two levels' intervals when there are fewer than two
+    such pairs (`basis` then says what those intervals include)."""
+
+    value: float
+    low: float
+    high: float
+    pairs: int
+    basis: str
+
+    @property
+    def evidence(self) -> str:
+        """What the interval rests on, in words."""
+        return f"{self.pairs} paired rounds" if self.pairs else self.basis
+
+
+def round_pairs(reference: Mapping[str, Any], case: Mapping[str, Any]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The worker medians (ms) of two `bench.load()` rows in the rounds both were measured
+    in, aligned by round (a worker's repeat index is its round); empty when the rows come
+    from different runs."""
+    if reference.get("run_id") != case.get("run_id"):
+        return np.empty(0), np.empty(0)
+    by_round = []
+    for row in (reference, case):
+        ids, medians = row.get("repeat_ids"), row.get("repeat_medians_ms")
+        if not (_listlike(ids) and _listlike(medians)) or len(ids) != len(medians):
+            return np.empty(0), np.empty(0)
+        by_round.append({int(k): float(m) for k, m in zip(ids, medians, strict=True)})
+    common = sorted(by_round[0].keys() & by_round[1].keys())
+    return (np.array([by_round[0][k] for k in common]),
+            np.array([by_round[1][k] for k in common]))
+
+
+def round_test(reference: Mapping[str, Any], case: Mapping[str, Any],
+               confidence: float = 0.95) -> PairedTest | None:
+    """The paired t of `case` against `reference` over the rounds both ran in (ratio =
+    case / reference); None with fewer than two such rounds."""
+    ref, other = round_pairs(reference, case)
+    if ref.size < 2 or ref.min() <= 0 or other.min() <= 0:
+        return None
+    return paired_test(ref, other, confidence=confidence)
+
+
+def speedup(reference: Mapping[str, Any], case: Mapping[str, Any],
+            confidence: float = 0.95) -> Speedup | None:
+    """reference / case for two `bench.load()` rows of one run (> 1: the case is faster).
+
+    From the workers measured in the same rounds when there are two or more such pairs;
+    otherwise the ratio of the levels with the interval their own intervals span (faster
+    only when even the slowest bound of one beats the fastest of the other)."""
+    from bench.stats import interval_basis
+
+    test = round_test(reference, case, confidence)
+    if test is not None and test.ratio_low and test.ratio_high:
+        return Speedup(1 / test.ratio, 1 / test.ratio_high, 1 / test.ratio_low,
+                       test.n_pairs, "paired")
+    try:
+        ref, value = float(reference["median_ms"]), float(case["median_ms"])
+        ref_low, ref_high = float(reference["ci_low_ms"]), float(reference["ci_high_ms"])
+        low, high = float(case["ci_low_ms"]), float(case["ci_high_ms"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (ref > 0 and value > 0):
+        return None
+    workers = min(int(_number(reference.get("repeats"), 1)), int(_number(case.get("repeats"), 1)))
+    between = bool(reference.get("ci_between_workers")) and bool(case.get("ci_between_workers"))
+    return Speedup(ref / value, ref_low / high if high > 0 else math.nan,
+                   ref_high / low if low > 0 else math.inf, 0,
+                   interval_basis(workers, between))
+
+
+def _listlike(value: Any) -> TypeGuard[list[Any] | tuple[Any, ...] | np.ndarray]:
+    return isinstance(value, (list, tuple, np.ndarray)) and len(value) > 0
+
+
+def _number(value: Any, default: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return number if math.isfinite(number) else default

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bench.gate.compare import Comparison, MetricVerdict
+from bench.stats import ONE_WORKER
 
 #: Rows shown first: what a reader has to act on.
 ORDER = {"regression": 0, "improvement": 1, "inconclusive": 2, "same": 3}
@@ -70,10 +71,11 @@ def drift_lines(comparison: Comparison) -> list[str]:
     """A hint when timing was tested within single workers: drift between runs is then
     invisible to the test, and a noisy machine can make it flag noise."""
     if any(v.kind == "timing" and v.test == "samples" for v in comparison.verdicts):
-        return ["Some cases had fewer than 3 repeats a side, so their timing was tested on one "
-                "worker's samples: a machine whose speed drifts between runs can look like a "
-                "change. Set `repeats = 5` in the suite's [settings] for a gate that tests "
-                "run-to-run variation."]
+        return ["Some cases had fewer than 3 workers a side, so their timing was tested on one "
+                "worker's samples (" + ONE_WORKER + "): a machine whose speed drifts between "
+                "runs can look like a change. Leave `repeats` at its default (\"auto\": 3 or "
+                "more workers a case) or set it to 3 or more for a gate that tests run-to-run "
+                "variation."]
     return []
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from bench.collectors.roofline import device_key
+from bench.env import auto_threads
 from bench.measure.timing import measure
 from bench.measure.worker import clock_for, device_name, torch_threads
 from bench.suite.spec import Settings
@@ -130,7 +131,7 @@ def measure_peaks(devices: Sequence[str], threads: int | None = None,
                   quick: bool = False) -> dict[str, Any]:
     """Peaks of every device; the payload `bench.collectors.peaks_cache.save` stores."""
     began = time.perf_counter()
-    with torch_threads(threads), torch.inference_mode():
+    with torch_threads(threads or auto_threads()), torch.inference_mode():
         measured = {device_key(d): measure_device(d, quick) for d in devices}
         used_threads = torch.get_num_threads()
     return {"created_at": datetime.now(UTC).isoformat(), "threads": used_threads,

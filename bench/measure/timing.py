@@ -7,6 +7,12 @@ The block is sized so the clock's own cost is negligible (≤ 1e-4 of a block on
 torch Timer does); an iteration that is long enough alone gets `block_size = 1`, so its
 samples are per-iteration times.
 
+Warm-up (`warmup = "steady"`): after `warmup_iters` calls, calls go in windows of at least
+STEADY_WINDOW_NS until the mean time per call of the last STEADY_WINDOWS windows agree within
+STEADY_TOLERANCE, or `warmup_time_s` has passed. A model that is warm after a few calls does
+not pay a fixed quarter second in every worker; one still settling (allocator, caches, lazy
+initialisation) keeps warming up to the limit. `warmup = "fixed"` always takes the limit.
+
 Stopping (nvbench style): at least `min_samples` and `min_time_s`, then stop as soon as the
 confidence interval of the median is within ±`target_ci` of it, or at `max_time_s`.
 `min_samples` is a floor even past `max_time_s` (the case's `timeout_s` still bounds it).
@@ -27,6 +33,12 @@ from bench.suite.spec import Settings
 ROUND_NS = 20_000_000
 #: Calibration grows the block at most this much per step, so one slow step cannot overshoot.
 MAX_GROWTH = 100
+#: Steady warm-up: windows of at least this much host time (and one call) ...
+STEADY_WINDOW_NS = 10_000_000
+#: ... the last this many of which agree on the time per call ...
+STEADY_WINDOWS = 3
+#: ... within this fraction (slowest over fastest, minus one).
+STEADY_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,8 @@ class TimingResult:
     first_call_ns: float
     warmup_iters: int
     warmup_ns: int
+    #: Whether warm-up ended on steady timings (False: at warmup_time_s, or warmup "fixed").
+    warmup_steady: bool
     calibration_iters: int
     min_block_ns: float
     measure_ns: int
@@ -43,6 +57,8 @@ class TimingResult:
     target_met: bool
     stop_reason: str
     clock: str
+    #: The measuring window the run gave this worker (repeats = "auto"); None: the settings'.
+    window_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -66,12 +82,7 @@ def measure(fn: Callable[[], Any], clock: Clock, settings: Settings, *,
     clock.synchronize()
     first_call_ns = clock.elapsed_ns(start, end)
 
-    iters = 1
-    warmup_budget_ns = settings.warmup_time_s * 1e9
-    while iters < settings.warmup_iters or clock.now_ns() - warm_start < warmup_budget_ns:
-        fn()
-        iters += 1
-    clock.synchronize()
+    iters, steady = warm_up(fn, clock, settings, warm_start)
     warmup_ns = clock.now_ns() - warm_start
 
     block, calibration_iters = calibrate_block(fn, clock)
@@ -84,6 +95,7 @@ def measure(fn: Callable[[], Any], clock: Clock, settings: Settings, *,
         first_call_ns=first_call_ns,
         warmup_iters=iters,
         warmup_ns=warmup_ns,
+        warmup_steady=steady,
         calibration_iters=calibration_iters,
         min_block_ns=clock.min_block_ns(),
         measure_ns=measure_ns,
@@ -92,6 +104,43 @@ def measure(fn: Callable[[], Any], clock: Clock, settings: Settings, *,
         stop_reason=reason,
         clock=clock.name,
     )
+
+
+def warm_up(fn: Callable[[], Any], clock: Clock, settings: Settings,
+            started_ns: int) -> tuple[int, bool]:
+    """Warm up after the first call (already made at `started_ns`); returns the calls made in
+    all and whether the timings were steady when it stopped."""
+    iters = 1
+    while iters < settings.warmup_iters:
+        fn()
+        iters += 1
+    budget_ns = settings.warmup_time_s * 1e9
+    if settings.warmup == "fixed":
+        while clock.now_ns() - started_ns < budget_ns:
+            fn()
+            iters += 1
+        clock.synchronize()
+        return iters, False
+    per_call: list[float] = []
+    while clock.now_ns() - started_ns < budget_ns:
+        window_start = clock.now_ns()
+        calls = 0
+        start = clock.mark()
+        while True:
+            fn()
+            calls += 1
+            if clock.now_ns() - window_start >= STEADY_WINDOW_NS:
+                break
+        end = clock.mark()
+        clock.synchronize()
+        iters += calls
+        per_call.append(clock.elapsed_ns(start, end) / calls)
+        last = per_call[-STEADY_WINDOWS:]
+        if len(last) == STEADY_WINDOWS and min(last) > 0 and \
+                max(last) / min(last) - 1 <= STEADY_TOLERANCE:
+            return iters, True
+    clock.synchronize()
+    return iters, False
 
 
 def time_block(fn: Callable[[], Any], clock: Clock, block: int) -> tuple[Any, Any]:

@@ -19,12 +19,14 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from bench.env import auto_threads
 from bench.errors import BuildError, UnsupportedCase
-from bench.measure import allocator, capability, lifeline
+from bench.measure import affinity, allocator, capability, lifeline
 from bench.measure.clock import Clock, CudaEventClock, PerfCounterClock
 from bench.measure.models.build import BuiltModel, Inputs, build
 from bench.measure.probes.attach import WorkerProbes
@@ -54,6 +56,7 @@ def worker_main(job: WorkerJob, conn: Any) -> None:
     faulthandler.dump_traceback_later(job.case.settings.timeout_s + lifeline.WATCHDOG_GRACE_S,
                                       exit=True)
     allocator.pin()
+    affinity.pin(job.case.settings)
     try:
         run_case(job, conn.send)
     finally:
@@ -132,9 +135,10 @@ def execute(job: WorkerJob, send: Send, prebuilt: Prebuilt | None = None,
     probes = WorkerProbes.attach(job, phase, out)
     device = torch.device(case.device)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(torch_threads(settings.threads))
+        stack.enter_context(torch_threads(settings.threads or auto_threads()))
         out.info["tf32"] = stack.enter_context(tf32_flags(device, case.precision))
         out.info["allocator"] = allocator.state()
+        out.info["cpu_affinity"] = affinity.state()
         out.warnings += capability.check(case)
         phase("build")
         built_at = time.perf_counter()
@@ -147,7 +151,9 @@ def execute(job: WorkerJob, send: Send, prebuilt: Prebuilt | None = None,
             if counter is not None and settings.counted:
                 _count(job, prepared.step, counter, out, phase)
             else:
-                timing = measure(prepared.step, clock_for(device), settings, on_phase=phase)
+                timing = replace(measure(prepared.step, clock_for(device),
+                                         case.worker_settings(), on_phase=phase),
+                                 window_s=case.window_s)
         out.warnings += prepared.finish(out.metrics)
         probes.after_timing(prepared, device, phase)
         phase("teardown")
@@ -193,11 +199,10 @@ def device_name(device: torch.device) -> str:
 
 
 @contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
+def torch_threads(threads: int) -> Iterator[None]:
     """Fix torch's intra-op thread count for the case, restoring it after (inline runs)."""
     before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     try:
         yield
     finally:

@@ -101,8 +101,7 @@ class PluginState:
             return
 
         def progress(index: int, total: int, case: Case, repeat: int) -> None:
-            repeats = case.settings.repeats
-            of = f" (repeat {repeat + 1}/{repeats})" if repeats > 1 else ""
+            of = f" (worker {repeat + 1})" if case.settings.most_repeats > 1 else ""
             self._progress(f"archbench: measuring [{index}/{total}] {case.name}{of}")
 
         records = self.open_run().measure([item.case for item in self.case_items], progress)

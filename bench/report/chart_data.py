@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.gate.paired import speedup
 from bench.stats import LogLogFit, fit_loglog, pareto_mask
 
 #: The parameters that identify a workload (with `run_id`, a row of one run).
@@ -220,9 +221,10 @@ def with_reference(frame: pd.DataFrame, vary: Sequence[str],
 
     A row's reference is the ok row of the same run with equal values in every parameter but
     the `vary` columns, whose values are `reference` (for pruning: the same case unpruned).
-    Adds `ref_name`, `ref_median_ms`, `speedup` (reference median / median: above 1 is faster)
-    and a conservative `speedup_low`/`speedup_high` from the two medians' confidence
-    intervals; rows with no reference keep NaN there.
+    Adds `ref_name`, `ref_median_ms`, `speedup` (reference / case: above 1 is faster) with
+    its interval `speedup_low`/`speedup_high` and `speedup_basis`, as `best` states them
+    (`bench.gate.paired.speedup`: from the two cases' workers measured in the same rounds,
+    else the two levels' intervals); rows with no reference keep NaN there.
     """
     ok = ok_rows(frame).copy()
     is_ref = pd.Series(True, index=ok.index)
@@ -242,14 +244,15 @@ def with_reference(frame: pd.DataFrame, vary: Sequence[str],
         return out["_key"].map(lookup[column]).where(matched)
 
     out["ref_name"] = ref_value("name")
-    ref_median = pd.to_numeric(ref_value("median_ms"), errors="coerce").astype(float)
-    out["ref_median_ms"] = ref_median
-    median = numeric(out, "median_ms")
-    out["speedup"] = ref_median / median
-    ref_low = pd.to_numeric(ref_value("ci_low_ms"), errors="coerce").astype(float)
-    ref_high = pd.to_numeric(ref_value("ci_high_ms"), errors="coerce").astype(float)
-    out["speedup_low"] = ref_low / numeric(out, "ci_high_ms")
-    out["speedup_high"] = ref_high / numeric(out, "ci_low_ms")
+    out["ref_median_ms"] = pd.to_numeric(ref_value("median_ms"), errors="coerce").astype(float)
+    ref_rows = {key: row for key, row in zip(lookup.index, lookup.to_dict("records"),
+                                             strict=True)}
+    found = [speedup(ref_rows[key], row) if key in ref_rows else None
+             for key, row in zip(out["_key"], out.to_dict("records"), strict=True)]
+    out["speedup"] = [r.value if r else np.nan for r in found]
+    out["speedup_low"] = [r.low if r else np.nan for r in found]
+    out["speedup_high"] = [r.high if r else np.nan for r in found]
+    out["speedup_basis"] = [r.evidence if r else None for r in found]
     return out.drop(columns="_key")
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from bench.report.style import TEMPLATE, esc, fmt, pct, si
+from bench.report.style import TEMPLATE, esc, fmt, interval, si
 
 
 def new_figure(title: str, x_title: str, y_title: str, *, height: int = 420,
@@ -44,7 +44,7 @@ def hover(row: Mapping[str, Any], *lines: str) -> str:
     if median is not None and fmt(median) != "–":
         timing = f"median {fmt(median)} ms"
         if fmt(row.get("ci_rel")) != "–":
-            timing += f" (±{pct(row.get('ci_rel'), 2)})"
+            timing += f" {esc(interval(row))}"
     parts = [head, timing, *lines]
     return "<br>".join(p for p in parts if p)
 

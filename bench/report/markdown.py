@@ -14,7 +14,7 @@ import pandas as pd
 from bench.report.chart_data import is_flagged, ok_rows
 from bench.report.model import ComparisonData, ReportInput, RunFrame
 from bench.report.sections.summary import noisy_cases, status_counts
-from bench.report.style import esc, fmt, pct, si, signed_pct
+from bench.report.style import esc, fmt, interval, pct, si, signed_pct
 from bench.results.record import FAILURE_STATUSES
 
 #: Rows per table at most; a line says how many more there are.
@@ -65,7 +65,7 @@ def _results_table(frame: pd.DataFrame) -> list[str]:
                                                                       negate=True)
             flag = " ⚠️" if noisy else ""
             lines.append(f"| {md(row.get('name'))}{flag} | {fmt(row.get('median_ms'))} | "
-                         f"{pct(row.get('ci_rel'), 2)} | {pct(row.get('noise'), 2)} | "
+                         f"{interval(row)} | {pct(row.get('noise'), 2)} | "
                          f"{fmt(row.get('throughput_items_s'))} | "
                          f"{si(row.get('params_total'))} |")
         if len(timed) > MAX_ROWS:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from bench.stats import interval_basis
 
 # ---- escaping -------------------------------------------------------------------------------
 
@@ -125,6 +127,16 @@ def mib(value: Any) -> str:
 def pct(value: Any, digits: int = 3) -> str:
     """A fraction (0.012) as a percentage (1.2%)."""
     return f"{fmt(float(value) * 100, digits)}%" if is_number(value) else "–"
+
+
+def interval(row: Mapping[str, Any], digits: int = 2) -> str:
+    """A case's interval and what it includes: "±1.9% (5 workers)", or "±0.8% (one worker:
+    variation between runs not measured)" — the words every display of it carries."""
+    if not is_number(row.get("ci_rel")):
+        return "–"
+    workers = int(float(row["repeats"])) if is_number(row.get("repeats")) else 1
+    basis = interval_basis(workers, bool(row.get("ci_between_workers")))
+    return f"±{pct(row.get('ci_rel'), digits)} ({basis})"
 
 
 def signed_pct(value: Any) -> str:

@@ -22,6 +22,8 @@ from bench.results.store import load_records
 if TYPE_CHECKING:
     import pandas as pd
 
+    from bench.stats import Summary
+
 
 # ---- DataFrame ------------------------------------------------------------------------------
 def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
@@ -82,30 +84,30 @@ def flatten(record: Record) -> dict[str, Any]:
         "started_at": record.started_at,
         "duration_s": record.duration_s,
     }
-    from bench.stats import summarize  # numpy/scipy: loaded when results are read
-
     timing = record.timing or {}
-    samples = record.samples_ns
-    if samples:
-        summary = summarize(samples, items_per_iter=int(params.get("batch_size") or 1),
-                            confidence=float(record.settings.get("confidence", 0.95)))
+    summary = record.summary()  # numpy/scipy: loaded when results are read
+    if summary is not None:
         row.update(summary.to_dict())
         row["n_samples"] = row.pop("n")
+        row["repeats"] = row.pop("workers")
+        row["ci_between_workers"] = row.pop("between_workers")
         medians = [m / 1e6 for m in timing.get("repeat_medians_ns") or []]
-        row["repeats"] = len(medians) or 1
         row["repeat_medians_ms"] = medians or None
+        row["repeat_ids"] = list(timing.get("repeat_ids") or []) or None
         row["repeat_cv"] = (statistics.stdev(medians) / statistics.mean(medians)
                             if len(medians) > 1 else None)
-        row["samples_ms"] = [s / 1e6 for s in samples]
+        row["samples_ms"] = [s / 1e6 for s in record.samples_ns]
+        target = record.settings.get("target_ci")
         row.update({
             "block_size": timing.get("block_size"),
             "first_call_ms": _ms(timing.get("first_call_ns")),
             "warmup_iters": timing.get("warmup_iters"),
             "warmup_ms": _ms(timing.get("warmup_ns")),
             "measure_s": (timing.get("measure_ns") or 0) / 1e9,
-            "target_ci": record.settings.get("target_ci"),
-            "target_met": timing.get("target_met"),
-            "stop_reason": timing.get("stop_reason"),
+            "target_ci": target,
+            "target_met": (summary.ci_rel <= target if isinstance(target, (int, float))
+                           else timing.get("target_met")),
+            "stop_reason": _stop_reason(record, summary),
             "clock": timing.get("clock"),
         })
     row.update(record.metrics)
@@ -119,6 +121,19 @@ def flatten(record: Record) -> dict[str, Any]:
 #: operator profile (`{"top_ops": [...], "trace": "traces/<case_id>.json"}`) and each
 #: collector's status (`{name: {"ok": bool, "reason": str | None}}`).
 INFO_COLUMNS = ("telemetry", "profile", "collectors")
+
+
+def _stop_reason(record: Record, summary: Summary) -> str | None:
+    """Why the case stopped measuring: its one worker's reason, or for a case of several
+    workers, whether its level reached the target or it ran out of workers or time."""
+    if not summary.between_workers:
+        return (record.timing or {}).get("stop_reason")
+    target = record.settings.get("target_ci")
+    if isinstance(target, (int, float)) and summary.ci_rel <= target:
+        return "target_ci"
+    most = record.settings.get("max_repeats") if record.settings.get("repeats") == "auto" \
+        else record.settings.get("repeats")
+    return "repeats" if isinstance(most, int) and summary.workers >= most else "max_time"
 
 
 def _ms(ns: Any) -> float | None:

@@ -49,10 +49,20 @@ def export(records: Sequence[Record], meta: Mapping[str, Any]) -> dict[str, Any]
 
 
 def benchmark(record: Record) -> dict[str, Any]:
+    """One case as pytest-benchmark writes a test: its fields computed from the pooled
+    samples as pytest-benchmark computes them, and in `extra_info` the case's level and
+    interval as every archbench reader states them (`bench.stats.level`)."""
+    from bench.stats import interval_basis
+
     timing = dict(record.timing or {})
     data = [s / 1e9 for s in record.samples_ns]
     settings = dict(record.settings)
     params = dict(record.params)
+    summary = record.summary()
+    level = {} if summary is None else {
+        "level_s": summary.median_ms / 1e3, "level_ci_low_s": summary.ci_low_ms / 1e3,
+        "level_ci_high_s": summary.ci_high_ms / 1e3, "workers": summary.workers,
+        "interval_over": interval_basis(summary.workers, summary.between_workers)}
     return {
         "group": record.suite or None,
         "name": record.name,
@@ -64,7 +74,7 @@ def benchmark(record: Record) -> dict[str, Any]:
                        "stop_reason": timing.get("stop_reason"),
                        "target_met": timing.get("target_met"),
                        "first_call_s": _s(timing.get("first_call_ns")),
-                       "clock": timing.get("clock"), **_scalars(record.metrics)},
+                       "clock": timing.get("clock"), **level, **_scalars(record.metrics)},
         "options": {"disable_gc": False, "timer": timing.get("clock") or "perf_counter",
                     "min_rounds": settings.get("min_samples"),
                     "max_time": settings.get("max_time_s"),

@@ -69,19 +69,25 @@ class Record:
         samples = self.samples_ns
         if not samples:
             return None
+        timing = self.timing or {}
         confidence = float(self.settings.get("confidence") or 0.95)
         items = int(self.params.get("batch_size") or 1)
-        return summarize(samples, items_per_iter=items, confidence=confidence)
+        own = timing.get("repeat_ci_rel") or [timing.get("ci_rel")]
+        return summarize(samples, items_per_iter=items, confidence=confidence,
+                         worker_medians_ns=timing.get("repeat_medians_ns") or (),
+                         worker_ci_rel=[x for x in own if isinstance(x, (int, float))])
 
     @property
     def median_ms(self) -> float | None:
-        """The median time per call in ms (None without samples)."""
+        """The case's level in ms: over its workers when this record merges several
+        (`bench.results.repeats`), else this worker's median (None without samples)."""
         stats = self.summary()
         return stats.median_ms if stats else None
 
     @property
     def ci_ms(self) -> tuple[float, float] | None:
-        """The median's confidence interval in ms, distribution-free (`bench.stats`)."""
+        """The level's confidence interval in ms (`bench.stats.level`): across workers when
+        the record merges two or more, else one worker's distribution-free interval."""
         stats = self.summary()
         return (stats.ci_low_ms, stats.ci_high_ms) if stats else None
 
@@ -152,7 +158,7 @@ class _StoredParams(_Loose):
 class _StoredSettings(_Loose):
     confidence: Annotated[float, Field(strict=True, gt=0, lt=1)] = 0.95
     target_ci: _Number | None = None
-    repeats: _Int = 1
+    repeats: _Int | Literal["auto"] = 1
 
 
 class _StoredRecord(_Loose):

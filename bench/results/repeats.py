@@ -42,6 +42,7 @@ def merge(group: list[Record]) -> Record:
         # idempotent: pooling twice must not collapse five repeats into one).
         timing["repeat_medians_ns"] = [m for r in ok for m in _repeat_medians(r)]
         timing["repeat_ids"] = [k for r in ok for k in _repeat_ids(r)]
+        timing["repeat_ci_rel"] = [x for r in ok for x in _repeat_ci_rel(r)]
         timing["target_met"] = all((r.timing or {}).get("target_met") for r in ok)
         timing["measure_ns"] = sum((r.timing or {}).get("measure_ns") or 0 for r in ok)
     metrics = dict(base.metrics)
@@ -74,6 +75,17 @@ def merge(group: list[Record]) -> Record:
 def _repeat_medians(record: Record) -> list[float]:
     merged = (record.timing or {}).get("repeat_medians_ns")
     return list(merged) if merged else [statistics.median(record.samples_ns)]
+
+
+def _repeat_ci_rel(record: Record) -> list[float | None]:
+    """Each worker's own relative interval of its median, as it measured it."""
+    timing = record.timing or {}
+    merged = timing.get("repeat_ci_rel")
+    if merged is not None and len(merged) == len(_repeat_medians(record)):
+        return list(merged)
+    own = timing.get("ci_rel")
+    return [float(own) if isinstance(own, (int, float)) else None] * len(
+        _repeat_medians(record))
 
 
 def _repeat_ids(record: Record) -> list[int]:

@@ -42,24 +42,39 @@ Interval = Annotated[float, Field(le=60, strict=True, allow_inf_nan=False)]
 class Settings:
     """How to measure: warm-up, stopping rule, limits. Not part of a case's identity.
 
-    Defaults follow the measuring notes: at least 10 samples and `min_time_s`, then stop when
-    the 95% confidence interval of the median is within ±`target_ci`, or at `max_time_s`.
+    A case is measured by several worker processes (`repeats = "auto"`): at least
+    `min_repeats`, then more, one a round, until the 95% interval of its level — across its
+    workers, so it includes what varies between runs — is within ±`target_ci`, or
+    `max_repeats` workers, or `max_time_s` of measuring over all of them. Each worker warms
+    up until its timings are steady, then samples for at least `min_samples` and
+    `min_time_s` and stops when its own median's interval is within ±`target_ci` or its
+    window (chosen by the run from the variance between and within the workers so far) ends.
     """
 
     __pydantic_config__ = ConfigDict(extra="forbid")
 
+    #: Calls before timing, at least; then until the timings are steady (`warmup =
+    #: "steady"`: the last three windows of calls agree within STEADY_TOLERANCE) or
+    #: `warmup_time_s` has passed. "fixed" warms up for the whole `warmup_time_s`.
     warmup_iters: Count = 10
     warmup_time_s: NonNegativeFloat = 0.25
+    warmup: Literal["steady", "fixed"] = "steady"
     min_samples: Annotated[int, Field(ge=2, le=MAX_COUNT, strict=True)] = 10
-    min_time_s: NonNegativeFloat = 0.5
+    #: Per worker: the shortest measuring window.
+    min_time_s: NonNegativeFloat = 0.2
+    #: The most measuring time a case gets: over all its workers with repeats = "auto",
+    #: per worker with a fixed number of repeats.
     max_time_s: PositiveFloat = 10.0
     target_ci: Annotated[float, Field(gt=0, lt=1, strict=True, allow_inf_nan=False)] = 0.01
     confidence: Annotated[float, Field(gt=0.5, lt=1, strict=True, allow_inf_nan=False)] = 0.95
     max_samples: Annotated[int, Field(ge=2, le=MAX_COUNT, strict=True)] = 100_000
     #: Whole-case limit (build + warm-up + measuring); past it the worker is killed.
     timeout_s: PositiveFloat = 300.0
-    #: `torch.set_num_threads` in the worker; None keeps torch's default (physical cores).
+    #: `torch.set_num_threads` in the worker; None: one per measuring CPU — every CPU but
+    #: one, which the parent's samplers get (`bench.env.measuring_cpus`; 1 on two CPUs).
     threads: Annotated[int, Field(ge=1, le=4096, strict=True)] | None = None
+    #: Pin the worker to the measuring CPUs and the parent's sampler threads to the one left.
+    pin_cpus: Annotated[bool, Field(strict=True)] = True
     seed: Annotated[int, Field(ge=0, lt=2**63 - 1, strict=True)] = 0
     #: Sample the worker from the parent (RSS, NVML) and read CUDA memory per phase. Off, a
     #: case records timing and model statistics only (what the overhead benchmark compares).
@@ -72,11 +87,14 @@ class Settings:
     #: and keep the top operators and a Chrome trace.
     profile: Annotated[bool, Field(strict=True)] = False
     profile_iters: Annotated[int, Field(ge=1, le=10_000, strict=True)] = 5
-    #: Worker processes per case, visited round-robin through the run so they sample the
-    #: machine at different times. The gate tests between-repeat medians when both runs have
-    #: at least 3: that is what makes it robust to a machine whose speed drifts. Each
-    #: repeat is measured with the settings above (max_time_s is per repeat).
-    repeats: Annotated[int, Field(ge=1, le=100, strict=True)] = 1
+    #: Worker processes per case, visited in rounds through the run so they sample the
+    #: machine at different times. "auto": from `min_repeats` to `max_repeats`, as the
+    #: case's interval needs (see the class docstring). A number: exactly that many, each
+    #: measuring up to max_time_s; 1 measures no variation between runs, and every place
+    #: that shows its interval says so.
+    repeats: Literal["auto"] | Annotated[int, Field(ge=1, le=100, strict=True)] = "auto"
+    min_repeats: Annotated[int, Field(ge=2, le=100, strict=True)] = 3
+    max_repeats: Annotated[int, Field(ge=2, le=100, strict=True)] = 10
     #: What a case measures: "time" (wall clock) or "instructions" (counted under
     #: callgrind in the counting worker: CPU cases, one thread, no telemetry; see
     #: bench.engine.counting). Counts do not move with the machine's load.
@@ -93,6 +111,10 @@ class Settings:
     count_isa: Literal["sse4.2", "native"] = "sse4.2"
 
     def __post_init__(self) -> None:
+        if self.max_repeats < self.min_repeats:
+            raise ValueError(
+                f"max_repeats = {self.max_repeats} is below min_repeats = {self.min_repeats}; "
+                f"raise max_repeats or lower min_repeats to {self.max_repeats} or less")
         if self.max_time_s < self.min_time_s:
             raise ValueError(
                 f"max_time_s = {self.max_time_s:g} is below min_time_s = {self.min_time_s:g}: "
@@ -113,10 +135,24 @@ class Settings:
     def counted(self) -> bool:
         return self.measure == "instructions"
 
+    @property
+    def auto_repeats(self) -> bool:
+        """Whether the run decides how many workers the case gets (`repeats = "auto"`)."""
+        return self.repeats == "auto"
+
+    @property
+    def most_repeats(self) -> int:
+        """The most workers the case can get."""
+        return self.max_repeats if self.repeats == "auto" else int(self.repeats)
+
     def for_counting(self) -> Settings:
-        """The settings a counted case runs with, as its record states them: one thread and
-        no telemetry (the valgrind process's memory is not the model's)."""
-        return replace(self, threads=1, telemetry=False) if self.counted else self
+        """The settings a counted case runs with, as its record states them: one thread, no
+        telemetry (the valgrind process's memory is not the model's) and, unless a number
+        of repeats is asked for, one worker: counts do not move between processes."""
+        if not self.counted:
+            return self
+        return replace(self, threads=1, telemetry=False,
+                       repeats=1 if self.repeats == "auto" else self.repeats)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,6 +190,9 @@ class Case:
     sweep: str = field(default="", compare=False)
     #: Set when two cases of a suite would otherwise share a name.
     name_suffix: str = field(default="", compare=False)
+    #: The measuring window the run gave this one worker of the case (repeats = "auto"),
+    #: in place of the settings' max_time_s; None: the settings' own limits.
+    window_s: float | None = field(default=None, compare=False)
 
     # ---- identity -------------------------------------------------------------------------
     def params(self) -> dict[str, Any]:
@@ -220,6 +259,13 @@ class Case:
         if self.name_suffix:
             parts.append(self.name_suffix)
         return "-".join(parts)
+
+    def worker_settings(self) -> Settings:
+        """The settings this worker measures with: the case's, within its window."""
+        if self.window_s is None:
+            return self.settings
+        return self.settings.updated(max_time_s=self.window_s,
+                                     min_time_s=min(self.settings.min_time_s, self.window_s))
 
     @property
     def device_kind(self) -> str:

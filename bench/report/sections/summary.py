@@ -11,7 +11,7 @@ import pandas as pd
 
 from bench.report.chart_data import numeric, ok_rows, present
 from bench.report.model import Html, ReportInput, RunFrame, Section
-from bench.report.style import STATUS_COLOURS, attr, esc, fmt, pct
+from bench.report.style import STATUS_COLOURS, attr, esc, fmt, interval, pct
 from bench.results.record import STATUSES
 
 #: Cases listed by name in the noise table at most; the rest are counted.
@@ -253,9 +253,12 @@ def _noise_html(frame: pd.DataFrame) -> str:
     if ok.empty:
         return ""
     noisy = noisy_cases(frame)
-    intro = ("<p>Each latency is the median of the raw samples with the distribution-free 95% "
-             "confidence interval of the median (± is its larger half-width). Noise is "
-             "IQR / median; at 10% or more a case is flagged.</p>")
+    intro = ("<p>Each latency is the case's level: the geometric mean of its workers' medians, "
+             "with the 95% t-interval over the workers (± is its larger half-width), so it "
+             "includes what varies between runs. A case measured by one worker shows that "
+             "worker's median and the distribution-free interval of its samples, which does "
+             "not, and says so. Noise is IQR / median of the samples; at 10% or more a case "
+             "is flagged.</p>")
     if noisy.empty:
         return f"<h3>Noise</h3>{intro}<p class=\"good\">All {len(ok)} measured case(s) are " \
                "within the noise limit and met their confidence target.</p>"
@@ -263,7 +266,7 @@ def _noise_html(frame: pd.DataFrame) -> str:
     for _, row in noisy.head(NOISE_ROWS).iterrows():
         met = row.get("target_met")
         rows.append(f"<tr><td>{esc(row.get('name'))}</td><td class=num>{pct(row.get('noise'))}"
-                    f"</td><td class=num>±{pct(row.get('ci_rel'))}</td>"
+                    f"</td><td class=num>{esc(interval(row))}</td>"
                     f"<td class=num>{esc(_int(row.get('n_samples')))}</td>"
                     f"<td>{'no' if met is False or met == 0 else 'yes'}</td>"
                     f"<td>{esc(row.get('stop_reason') or '–')}</td></tr>")
@@ -272,5 +275,5 @@ def _noise_html(frame: pd.DataFrame) -> str:
     return (f"<h3>Noise</h3>{intro}<p class=\"warn\">{len(noisy)} of {len(ok)} measured case(s) "
             "are noisy or missed their confidence target: treat their differences below "
             "with care.</p><table class=\"small\"><thead><tr><th>case</th><th>noise "
-            "(IQR/median)</th><th>CI of the median</th><th>samples</th><th>target met</th>"
+            "(IQR/median)</th><th>interval of the level</th><th>samples</th><th>target met</th>"
             f"<th>stopped by</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{more}")

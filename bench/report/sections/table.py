@@ -13,6 +13,7 @@ from bench.report.chart_data import achieved_flops_s, is_flagged, present
 from bench.report.model import Html, ReportInput, Section
 from bench.report.style import STATUS_COLOURS, attr, esc, fmt, is_number, si
 from bench.results.record import FAILURE_STATUSES
+from bench.stats import interval_basis
 
 #: A reason longer than this is cut in the table cell; the full text is in its tooltip.
 REASON_CHARS = 160
@@ -62,6 +63,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("mode", "mode", _text, False, default=False),
     Column("median (ms)", "median_ms", fmt),
     Column("CI ± (%)", "ci_rel", _percent),
+    Column("interval over", "_interval_over", _text, False),
     Column("IQR (ms)", "iqr_ms", fmt, default=False),
     Column("p99 (ms)", "p99_ms", fmt),
     Column("noise (%)", "noise", _percent, default=False),
@@ -101,6 +103,12 @@ def table_frame(frame: pd.DataFrame) -> pd.DataFrame:
             for m, r in zip(out["prune_method"], ratio.fillna(0.0), strict=True)]
     if "median_ms" in out.columns:
         out["_achieved_flops_s"] = achieved_flops_s(out)
+    if "ci_rel" in out.columns:
+        workers = pd.to_numeric(out.get("repeats", 1), errors="coerce").fillna(1)
+        between = out.get("ci_between_workers", pd.Series(False, index=out.index))
+        out["_interval_over"] = [
+            interval_basis(int(w), bool(b)) if is_number(c) else None
+            for w, b, c in zip(workers, between.fillna(False), out["ci_rel"], strict=True)]
     return out
 
 
