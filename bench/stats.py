@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
 #: IQR / median at or above this is flagged as a noisy measurement.
 NOISE_WARNING_RATIO = 0.10
@@ -31,6 +30,8 @@ def median_ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int]:
     1 - 2·P(B <= l-1); l is the largest rank keeping that at or above `confidence`. Below six
     samples no rank qualifies at 95% and the full range is returned.
     """
+    from scipy import stats as sps  # loaded on first use: the CLI starts without scipy
+
     if n < 1:
         raise ValueError("need at least one sample")
     alpha = 1.0 - confidence
@@ -253,6 +254,8 @@ def plan_workers(runs: Sequence[WorkerRun], target_rel: float, confidence: float
     t* = sqrt(c·v / T²). Workers that already agree (T² ≈ 0) get the longest window; workers
     that disagree get short windows and more of them.
     """
+    from scipy import stats as sps  # loaded on first use: the CLI starts without scipy
+
     if not runs:
         raise ValueError("no workers to plan from")
     z = float(sps.norm.ppf(0.5 + confidence / 2))
@@ -292,6 +295,8 @@ def quantile_ci_ranks(n: np.ndarray | int, q: float, confidence: float = 0.95,
     (below) or n (above): the interval is open on that side. For q = 0.5 these are the ranks
     of `median_ci_ranks`, except that it clamps to the extreme samples instead of opening.
     """
+    from scipy import stats as sps  # loaded on first use: the CLI starts without scipy
+
     sizes = np.atleast_1d(np.asarray(n, dtype=np.int64))
     if (sizes < 1).any():
         raise ValueError("need at least one sample")
@@ -324,6 +329,8 @@ def samples_to_bound(n: int, q: float, share: float, confidence: float = 0.95, *
     hi_rank(n) + 1 <= share·n: a normal-approximation guess, then the exact binomial ranks
     around it.
     """
+    from scipy import stats as sps  # loaded on first use: the CLI starts without scipy
+
     level = q if upper else 1.0 - q
     if share <= level:
         return None

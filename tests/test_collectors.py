@@ -195,7 +195,7 @@ ENVIRONMENT = {"cpu_model": "Test CPU", "gpus": [], "torch_version": "2.13.0",
                "cuda_version": None, "threads": 2, "default_threads": 2}
 
 
-def test_calibration_is_cached_per_fingerprint(tmp_path):
+def test_calibration_is_cached_per_fingerprint(tmp_path, monkeypatch):
     assert peaks_cache.load(ENVIRONMENT, tmp_path)[0] is None
     missing = peaks_cache.load(ENVIRONMENT, tmp_path)[1]
     assert "archbench calibrate --threads 2" in missing
@@ -204,9 +204,12 @@ def test_calibration_is_cached_per_fingerprint(tmp_path):
     assert path == tmp_path / "calibration" / f"{env.fingerprint_hash(ENVIRONMENT)}.json"
     data, reason = peaks_cache.load(ENVIRONMENT, tmp_path)
     assert reason is None and data["devices"] == CALIBRATION["devices"]
+    monkeypatch.setattr(env, "auto_threads", lambda: 2)
     index = peaks_cache.Index(ENVIRONMENT, tmp_path)
-    assert index.for_threads(None)[0] is not None, "default threads = the calibrated 2"
+    assert index.for_threads(None)[0] is not None, "unset threads: the cases' count, 2 here"
     assert index.for_threads(1)[0] is None and "--threads 1" in index.for_threads(1)[1]
+    monkeypatch.setattr(env, "auto_threads", lambda: 1)
+    assert peaks_cache.Index(ENVIRONMENT, tmp_path).for_threads(None)[0] is None
     path.write_text("{broken")
     assert "unreadable" in peaks_cache.load(ENVIRONMENT, tmp_path)[1]
 

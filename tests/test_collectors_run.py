@@ -96,7 +96,7 @@ def test_mlp_flops_and_the_roofline_through_the_record(write_suite, tmp_path, mo
     # a calibration for exactly this environment, so the run finds its peaks
     monkeypatch.setenv("ARCHBENCH_CACHE_DIR", str(tmp_path / "cache"))
     torch_side = torch_env.torch_info()
-    environment = {**env.host_info(), **torch_side, "threads": torch_side["default_threads"]}
+    environment = {**env.host_info(), **torch_side, "threads": env.auto_threads()}
     peaks = {"devices": {"cpu": {"matmul_flops_s": {"float32": 50e9}, "copy_bytes_s": 5e9}}}
     peaks_cache.save(peaks, environment)
 

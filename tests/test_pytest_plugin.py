@@ -31,6 +31,7 @@ min_samples = 8
 min_time_s = 0.0
 max_time_s = 0.15
 timeout_s = 60
+repeats = 1
 """
 
 #: A factory whose per-call cost is a busy wait read from delays.json at build time (a file,

@@ -240,7 +240,7 @@ def test_case_round_trips_through_its_dict(write_suite):
     ('[[sweep]]\nmodel = "pkg.mod:3bad"\n', ['"pkg.mod:3bad" is not a factory path']),
     ('', ["sweep", "required key is missing"]),
     ('[[sweep]]\nmodel = "mlp"\n[surprise]\nx = 1\n', ['unknown key "surprise"']),
-    ('[[sweep]]\nmodel = "mlp"\ndepth = [2,,]\n', ["not valid TOML", "line 13"]),
+    ('[[sweep]]\nmodel = "mlp"\ndepth = [2,,]\n', ["not valid TOML", "line 14"]),
 ])
 def test_bad_suites_get_one_clear_error(write_suite, body, expected):
     message = load_error(write_suite, body)

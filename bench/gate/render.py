@@ -74,8 +74,8 @@ def drift_lines(comparison: Comparison) -> list[str]:
         return ["Some cases had fewer than 3 workers a side, so their timing was tested on one "
                 "worker's samples (" + ONE_WORKER + "): a machine whose speed drifts between "
                 "runs can look like a change. Leave `repeats` at its default (\"auto\": 3 or "
-                "more workers a case) or set it to 3 or more for a gate that tests run-to-run "
-                "variation."]
+                "more workers a case) or set it to 3 or more in the suite's [settings] for a "
+                "gate that tests run-to-run variation."]
     return []
 
 

@@ -110,8 +110,7 @@ def pruning_chart(pruned: pd.DataFrame, metric: str, y_title: str, key: str, *,
             trace["high"].append(float(high[i]))
             trace["hover"].append(hover(
                 r, f"{esc(method)} {pct(r.get('prune_ratio'))} of {esc(arch)}",
-                f"speed-up ×{fmt(r.get('speedup'), 3)} vs {esc(r.get('ref_name'))} "
-                f"({fmt(r.get('ref_median_ms'))} ms)", _fidelity_line(r), _sparsity_line(r)))
+                _speedup_line(r), _fidelity_line(r), _sparsity_line(r)))
     order = {m: i for i, m in enumerate(PRUNE_ORDER)}
     for method, precision in sorted(traces, key=lambda k: (order.get(k[0], 99), k)):
         trace = traces[(method, precision)]
@@ -135,6 +134,13 @@ def pruning_chart(pruned: pd.DataFrame, metric: str, y_title: str, key: str, *,
     if log_y:
         fig.update_yaxes(type="log")
     return Chart(key, figure_dict(fig))
+
+
+def _speedup_line(row: dict[str, Any]) -> str:
+    """The speed-up over the reference with its interval and what the interval rests on."""
+    return (f"speed-up ×{fmt(row.get('speedup'), 3)} [{fmt(row.get('speedup_low'), 3)}, "
+            f"{fmt(row.get('speedup_high'), 3)}] vs {esc(row.get('ref_name'))} "
+            f"({fmt(row.get('ref_median_ms'))} ms; {esc(row.get('speedup_basis') or '–')})")
 
 
 def _fidelity_line(row: dict[str, Any]) -> str:
@@ -187,8 +193,7 @@ def precision_chart(rows: pd.DataFrame, metric: str, y_title: str, key: str, *,
             x=where.map(esc), y=values, name=esc(precision),
             marker={"color": colour_for(precision, PRECISION_COLOURS)},
             boxpoints="all", jitter=0.3, pointpos=0, hoveron="points",
-            hovertext=[hover(r, f"speed-up ×{fmt(r.get('speedup'), 3)} vs "
-                                f"{esc(r.get('ref_name'))}", _fidelity_line(r))
+            hovertext=[hover(r, _speedup_line(r), _fidelity_line(r))
                        for r in records], hoverinfo="text"))
     new_figure(f"Precision: {y_title} per precision" + (" and device" if several_devices
                                                          else ""),
