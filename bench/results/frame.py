@@ -31,7 +31,9 @@ def load(paths: str | Path | Iterable[str | Path]) -> pd.DataFrame:
 
     `samples_ms` keeps the raw per-iteration samples (a list per row) for distributions and
     significance tests; a case measured in several worker processes (`repeats`) is one row
-    with its samples pooled and each repeat's median in `repeat_medians_ms`.
+    with its samples pooled, each worker's median in `repeat_medians_ms` (and its round in
+    `repeat_ids`), and `median_ms` with its interval the case's level across the workers
+    (`bench.stats.level`; `ci_between_workers` False where one worker measured it).
     """
     import pandas as pd
 
@@ -118,9 +120,10 @@ def flatten(record: Record) -> dict[str, Any]:
 
 #: `info` entries that become DataFrame columns holding dicts: the telemetry timeline
 #: (`{"t_s": [...], "phase": [...], "rss_bytes": [...], "power_w": [...], ...}`), the
-#: operator profile (`{"top_ops": [...], "trace": "traces/<case_id>.json"}`) and each
-#: collector's status (`{name: {"ok": bool, "reason": str | None}}`).
-INFO_COLUMNS = ("telemetry", "profile", "collectors")
+#: operator profile (`{"top_ops": [...], "trace": "traces/<case_id>.json"}`), each
+#: collector's status (`{name: {"ok": bool, "reason": str | None}}`) and where the worker ran
+#: (`{"pinned": bool, "cpus": [...], "sampler_cpu": int}`, or why it was not pinned).
+INFO_COLUMNS = ("telemetry", "profile", "collectors", "cpu_affinity")
 
 
 def _stop_reason(record: Record, summary: Summary) -> str | None:

@@ -65,7 +65,9 @@ class Settings:
     #: The most measuring time a case gets: over all its workers with repeats = "auto",
     #: per worker with a fixed number of repeats.
     max_time_s: PositiveFloat = 10.0
-    target_ci: Annotated[float, Field(gt=0, lt=1, strict=True, allow_inf_nan=False)] = 0.01
+    #: The relative half-width of the level's 95% interval a case stops at (and a worker at
+    #: its own median's).
+    target_ci: Annotated[float, Field(gt=0, lt=1, strict=True, allow_inf_nan=False)] = 0.02
     confidence: Annotated[float, Field(gt=0.5, lt=1, strict=True, allow_inf_nan=False)] = 0.95
     max_samples: Annotated[int, Field(ge=2, le=MAX_COUNT, strict=True)] = 100_000
     #: Whole-case limit (build + warm-up + measuring); past it the worker is killed.

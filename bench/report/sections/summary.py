@@ -234,6 +234,8 @@ def _devices_html(frame: pd.DataFrame) -> str:
         if present(ok, "threads"):
             threads = sorted({int(t) for t in numeric(ok, "threads").dropna()})
             bits.append("threads " + ", ".join(str(t) for t in threads))
+        if "cpu_affinity" in ok.columns:
+            bits += _placement(ok["cpu_affinity"])
         if present(ok, "sm_clock_mean_mhz"):
             clocks = numeric(ok, "sm_clock_mean_mhz").dropna()
             bits.append(f"SM clock {fmt(clocks.min())}–{fmt(clocks.max())} MHz")
@@ -246,6 +248,17 @@ def _devices_html(frame: pd.DataFrame) -> str:
                 bits.append("throttled: " + "; ".join(reasons[:5]))
         items.append(f"<li><b>{esc(device)}</b>: {esc(', '.join(bits))}</li>")
     return f"<h3>Devices and clocks</h3><ul>{''.join(items)}</ul>"
+
+
+def _placement(column: pd.Series) -> list[str]:
+    """Where the workers ran: pinned CPUs and the samplers' CPU, or why not pinned."""
+    states = [v for v in column if isinstance(v, Mapping)]
+    pinned = sorted({(tuple(v.get("cpus") or ()), v.get("sampler_cpu")) for v in states
+                     if v.get("pinned")}, key=str)
+    why = sorted({str(v.get("why")) for v in states if not v.get("pinned") and v.get("why")})
+    out = [f"workers pinned to CPU {','.join(map(str, cpus))} (the parent's samplers on "
+           f"{spare})" for cpus, spare in pinned]
+    return out + [f"not pinned: {reason}" for reason in why]
 
 
 def _noise_html(frame: pd.DataFrame) -> str:
