@@ -261,7 +261,7 @@ def _run_meta(run_dir: Path, suites: Sequence[Suite], cases: Sequence[Case],
               options: RunOptions, executor: Executor, store: ResultsStore) -> dict[str, Any]:
     previous = store.read_run() if options.resume else {}
     environment = executor.environment()
-    environment["threads"] = _threads(cases, environment)
+    environment["threads"] = _threads(cases)
     counters = sorted({counter_label(c.settings.count_isa) for c in cases
                        if c.settings.counted})
     if counters:  # in the fingerprint: counts from another valgrind or ISA do not compare
@@ -286,11 +286,12 @@ def _run_meta(run_dir: Path, suites: Sequence[Suite], cases: Sequence[Case],
     }
 
 
-def _threads(cases: Sequence[Case], torch_side: dict[str, Any]) -> int | str | None:
-    """The thread count the run used: one number, or "mixed" when cases set different ones."""
-    if not cases:  # a session whose cases arrive later (the pytest fixture): torch's default
-        return env.auto_threads()
-    counts = {c.settings.for_counting().threads or env.auto_threads() for c in cases}
+def _threads(cases: Sequence[Case]) -> int | str | None:
+    """The thread count the run used: one number, or "mixed" when cases set different ones.
+    Unset, a case's count is one per CPU but one (`bench.env.auto_threads`), which is also
+    the count of a session whose cases arrive later (the pytest fixture)."""
+    counts = {c.settings.for_counting().threads or env.auto_threads() for c in cases} \
+        or {env.auto_threads()}
     return counts.pop() if len(counts) == 1 else "mixed"
 
 

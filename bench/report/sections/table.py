@@ -104,7 +104,8 @@ def table_frame(frame: pd.DataFrame) -> pd.DataFrame:
     if "median_ms" in out.columns:
         out["_achieved_flops_s"] = achieved_flops_s(out)
     if "ci_rel" in out.columns:
-        workers = pd.to_numeric(out.get("repeats", 1), errors="coerce").fillna(1)
+        workers = pd.to_numeric(out.get("repeats", pd.Series(1, index=out.index)),
+                                errors="coerce").fillna(1)
         between = out.get("ci_between_workers", pd.Series(False, index=out.index))
         out["_interval_over"] = [
             interval_basis(int(w), bool(b)) if is_number(c) else None
