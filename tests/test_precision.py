@@ -281,7 +281,8 @@ def test_load_says_which_intervals_are_across_workers(tmp_path):
 
 def test_the_cli_line_the_report_and_the_export_label_one_worker(tmp_path):
     from bench.cli.run_cmd import describe
-    from bench.report import load_report_input
+    from bench.report import html_report, load_report_input
+    from bench.report.figures import hover
     from bench.report.markdown import render_markdown
     from bench.report.sections.table import table_frame
     from bench.report.style import interval
@@ -298,7 +299,10 @@ def test_the_cli_line_the_report_and_the_export_label_one_worker(tmp_path):
     assert "(3 workers)" in interval(frame.loc["many"].to_dict())
     table = table_frame(frame.reset_index(drop=True)).set_index("name")
     assert table.loc["alone", "_interval_over"] == ONE_WORKER
-    assert ONE_WORKER in render_markdown(load_report_input([folder]))
+    report = load_report_input([folder])
+    assert ONE_WORKER in render_markdown(report)
+    assert ONE_WORKER in html_report(report) and "(3 workers)" in html_report(report)
+    assert ONE_WORKER in hover(frame.loc["alone"].to_dict())
     exported = {b["name"]: b["extra_info"] for b in export(records, read_run(folder))[
         "benchmarks"]}
     assert exported["alone"]["interval_over"] == ONE_WORKER
