@@ -138,7 +138,7 @@ def device_row(device: Device) -> Row:
 
 
 # ---- the cuda-marked tests -------------------------------------------------------------------
-def test_rows(device: Device, report: Path) -> list[Row]:
+def junit_rows(device: Device, report: Path) -> list[Row]:
     """One row per test in a pytest JUnit report. Without a GPU each must have been skipped;
     with one, a skip is a failure: the test did not check what it is there to check."""
     rows = []
