@@ -289,7 +289,7 @@ STEPS = (Step("device", device_step, 20), Step("tests", tests_step, 60),
 
 def run_step(check: Check, step: Step, began: float) -> list[Row]:
     """The step's rows; `not run` when too little time is left, a failed row if it broke."""
-    left = check.remaining()
+    left, done_before = check.remaining(), len(check.outcomes)
     if left < step.needs_s:
         rows = [Row(f"{step.name} (step)", "not run", f"{left:.0f} s left",
                     f"the step needs at least {step.needs_s:.0f} s")]
@@ -298,6 +298,9 @@ def run_step(check: Check, step: Step, began: float) -> list[Row]:
             rows = step.run(check)
         except Exception as exc:  # a broken step must not lose the others' rows
             rows = [error_row(f"{step.name} (step)", exc)]
+    rows += [Row(f"{o.label} (command)", "fail", f"stopped after {o.seconds:.0f} s",
+                 "its limit or the check's deadline came first; rows above miss what it "
+                 "had not done") for o in check.outcomes[done_before:] if o.rc is None]
     counts = {v: sum(r.verdict == v for r in rows) for v in ("pass", "fail", "n/a", "not run")}
     print(f"[{time.monotonic() - began:5.0f} s] {step.name}: "
           + ", ".join(f"{n} {v}" for v, n in counts.items() if n), flush=True)

@@ -291,7 +291,7 @@ def profile_row(device: Device, run: Run) -> Row:
         return early or Row(claim, "fail")
     profile = record.info.get("profile") or {}
     trace = run.path / str(profile.get("trace") or "-")
-    top = (profile.get("top_ops") or [{}])[0]
+    top = max(profile.get("top_ops") or [{}], key=lambda op: op.get("self_device_ms") or 0)
     device_ms = float(top.get("self_device_ms") or 0)
     ok = trace.is_file() and device_ms > 0
     figure = (f"trace {trace.stat().st_size / 2**20:.1f} MiB; " if trace.is_file() else

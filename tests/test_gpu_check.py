@@ -317,3 +317,36 @@ def test_ray_row_needs_a_gpu_assigned_to_every_case(tmp_path):
     assert ray_row(Device(H100), Run(tmp_path, (held,)), "2.60.0").verdict == "pass"
     row = ray_row(Device(H100), Run(tmp_path, (held, unheld)), "2.60.0")
     assert row.verdict == "fail" and "Ray assigned no GPU" in row.detail
+
+
+# ---- the wheels carried to a GPU machine without internet --------------------------------------
+def fake_wheel(path: Path, requires: list[str]) -> Path:
+    import zipfile
+
+    info = "ray-2.60.0.dist-info"
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr(f"{info}/METADATA", "Name: ray\n" + "".join(
+            f"Requires-Dist: {r}\n" for r in requires))
+        wheel.writestr(f"{info}/RECORD", "ray/__init__.py,sha256=x,1\n"
+                                         "ray/jars/ray_dist.jar,sha256=y,9\n")
+        wheel.writestr("ray/__init__.py", "")
+        wheel.writestr("ray/jars/ray_dist.jar", b"\0" * 100_000)
+    return path
+
+
+def test_ray_loses_only_its_java_jar_and_requirements_are_checked_for_the_machine(tmp_path):
+    import zipfile
+
+    from benchmarks.gpu_wheels import missing, strip_jars
+
+    wheel = fake_wheel(tmp_path / "ray-2.60.0-cp312-cp312-manylinux2014_x86_64.whl", [
+        "click>=7.0", 'async-timeout<6; python_version < "3.11"', 'pytest; extra == "dev"',
+        'colorama; sys_platform == "win32"', "jsonschema"])
+    assert strip_jars(wheel) > 0
+    with zipfile.ZipFile(wheel) as stripped:
+        assert stripped.namelist() == ["ray-2.60.0.dist-info/METADATA",
+                                       "ray-2.60.0.dist-info/RECORD", "ray/__init__.py"]
+        assert b"jars" not in stripped.read("ray-2.60.0.dist-info/RECORD")
+    # click is on the machine; the markers rule out async-timeout, pytest and colorama there
+    assert [p.split(" needs ")[1] for p in missing([wheel])] == [
+        "jsonschema, neither carried nor there"]
