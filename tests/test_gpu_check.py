@@ -95,6 +95,24 @@ def test_without_a_gpu_and_without_dry_run_it_refuses(tmp_path):
     assert "no GPU here" in done.stderr and "--dry-run" in done.stderr
 
 
+def test_the_device_probes_tell_real_arithmetic_from_a_switch_that_did_nothing():
+    """On the CPU the TF32 switch changes nothing, so the probe must say "no TF32" from the
+    numbers alone; float32, fp16 and bf16 land within their rounding; autocast to CUDA does
+    nothing here. The same code answers for the GPU in the check."""
+    import torch
+
+    from benchmarks.gpu_truth import precisions
+
+    found = precisions(torch, torch.device("cpu"))
+    assert found["fp32"]["supported"] and found["fp32"]["rel_error"] < 2e-5
+    assert not found["tf32"]["supported"] and "no TF32" in found["tf32"]["why"]
+    assert found["fp16"]["supported"] and 1e-5 < found["fp16"]["rel_error"] < 5e-3
+    assert found["bf16"]["supported"] and found["bf16"]["rel_error"] > found["fp16"]["rel_error"]
+    assert not found["amp-bf16"]["supported"]
+    assert set(found) == {"fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16",
+                          "int8-weight-only", "fp8"}
+
+
 # ---- judges on made-up GPU records ---------------------------------------------------------------
 H100 = {
     "cuda": True, "name": "NVIDIA H100 80GB HBM3", "capability": [9, 0],
