@@ -32,8 +32,8 @@ calibration and test report: the raw results).
 --dry-run runs the same steps on a machine without a GPU with short measuring windows: every
 CUDA row is `n/a: no GPU` once the records say why, and the plumbing (tests selected, suites
 expanded and run, calibration refused, compare and Ray driven, files written, table printed)
-is exercised. tests/test_gpu_check.py runs it in CI (without the Ray step, whose local Ray
-instance alone takes 15 s on two cores; the Ray executor has its own tests).
+is exercised. tests/test_gpu_check.py runs it in CI (without the Ray step, which alone takes
+15-23 s on two loaded cores; the Ray executor has tests of its own).
 """
 
 from __future__ import annotations
@@ -197,8 +197,8 @@ def device_step(check: Check) -> list[Row]:
 
 def cuda_test_files() -> list[str]:
     """The test files that use the `cuda` marker: collecting only these keeps the step fast
-    and free of the other tests' dev dependencies (tests/test_gpu_check.py checks that
-    pytest's own `-m cuda` selection over the whole folder finds no test outside them)."""
+    and free of the other tests' dev dependencies (tests/test_gpu_check.py checks that no
+    cuda-marked test pytest collects lives outside them)."""
     marker = re.compile(r"mark\.cuda\b")
     return sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py")
                   if marker.search(p.read_text(encoding="utf-8")))
