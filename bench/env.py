@@ -72,8 +72,14 @@ def measuring_cpus() -> tuple[tuple[int, ...], int | None]:
 
 
 def auto_threads() -> int:
-    """The thread count of a case whose `threads` is not set: one per measuring CPU."""
-    return max(len(measuring_cpus()[0]), 1)
+    """The thread count of a case whose `threads` is not set: one per physical core of the
+    measuring CPUs — torch's own default counts physical cores, since two threads on the
+    siblings of one core share it — less the core the parent's samplers take."""
+    cpus, spare = measuring_cpus()
+    logical, physical = psutil.cpu_count(logical=True), psutil.cpu_count(logical=False)
+    siblings = max(1, (logical or 1) // (physical or logical or 1))
+    cores = (len(cpus) + (spare is not None)) // siblings - (spare is not None)
+    return max(1, min(len(cpus), cores))
 
 
 def pin_current_thread(cpus: tuple[int, ...] | list[int]) -> str | None:

@@ -362,3 +362,24 @@ def test_warm_up_that_never_settles_stops_at_its_limit():
     fixed = measure(workload(clock, lambda n: 1e6), clock,
                     replace(settings, warmup="fixed"))
     assert not fixed.warmup_steady and fixed.warmup_ns >= 0.3e9
+
+
+# ---- threads and placement ------------------------------------------------------------------
+@pytest.mark.parametrize(("allowed", "logical", "physical", "threads"), [
+    (range(2), 2, 2, 1),        # this kind of VM: one thread, the samplers get the other CPU
+    (range(4), 4, 4, 3),
+    (range(32), 32, 16, 15),    # SMT: physical cores of the measuring CPUs, less the parent's
+    (range(1), 1, 1, 1),        # one CPU: the worker has it, the samplers share it
+])
+def test_unset_threads_are_one_per_core_but_the_parents(monkeypatch, allowed, logical,
+                                                        physical, threads):
+    import psutil
+
+    from bench import env
+
+    counts = {True: logical, False: physical}
+    monkeypatch.setattr(env.os, "sched_getaffinity", lambda pid: set(allowed))
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: counts[logical])
+    _, spare = env.measuring_cpus()
+    assert spare == (None if len(allowed) == 1 else max(allowed))
+    assert env.auto_threads() == threads
