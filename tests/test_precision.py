@@ -383,3 +383,19 @@ def test_unset_threads_are_one_per_core_but_the_parents(monkeypatch, allowed, lo
     _, spare = env.measuring_cpus()
     assert spare == (None if len(allowed) == 1 else max(allowed))
     assert env.auto_threads() == threads
+
+
+def test_a_worker_runs_pinned_away_from_the_samplers(write_suite, tmp_path):
+    from bench import env
+
+    path = write_suite('[[sweep]]\nmodel = "mlp"\nwidth = [8]\n')
+    (record,) = run([loader.load(path)], loader.load(path).cases,
+                    RunOptions(out=tmp_path / "run")).records
+    placement = record.info["cpu_affinity"]
+    cpus, spare = env.measuring_cpus()
+    if spare is None:
+        assert not placement["pinned"] and "one CPU" in placement["why"]
+    else:
+        assert placement == {"pinned": True, "cpus": list(cpus), "sampler_cpu": spare}
+    assert record.metrics["threads"] == env.auto_threads()
+    assert load(tmp_path / "run")["cpu_affinity"][0] == placement
