@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 ACTIVATIONS = ("relu", "gelu", "silu", "tanh")
 DEVICE_KINDS = ("cpu", "cuda")
-MODES = ("inference", "train")
+#: `generate` times prefill and per-token decode of a decoder-only transformers model.
+MODES = ("inference", "train", "generate")
 COMPILE_MODES = ("eager", "default", "max-autotune", "reduce-overhead")
 PRUNE_METHODS = ("none", "unstructured", "structured", "semi-structured-2:4")
 PRUNE_SCOPES = ("layer", "global")
@@ -114,6 +115,9 @@ def static_conflicts(
             found.append(("prune", "2:4 semi-structured sparsity needs fp16 or bf16 weights"))
         if mode == "train":
             found.append(("prune", "2:4 semi-structured sparsity is measured for inference only"))
+    if mode == "generate" and compile != "eager":
+        found.append(("compile", "generation is measured eagerly (the decode loop is not "
+                                 "compiled); use compile = \"eager\""))
     if compile == "reduce-overhead" and kind != "cuda":
         found.append(("compile",
                       '"reduce-overhead" replays CUDA graphs, so it needs a CUDA device'))
