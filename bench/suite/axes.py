@@ -43,11 +43,16 @@ PRECISIONS: dict[str, PrecisionInfo] = {
         PrecisionInfo("bf16", ("cpu", "cuda"), True, "whole model cast to bfloat16"),
         PrecisionInfo("amp-fp16", ("cpu", "cuda"), True, "autocast to float16, fp32 weights"),
         PrecisionInfo("amp-bf16", ("cpu", "cuda"), True, "autocast to bfloat16, fp32 weights"),
-        PrecisionInfo("int8-dynamic", ("cpu",), False, "dynamic int8 quantisation of linears"),
+        PrecisionInfo("int8-dynamic", ("cpu",), False,
+                      "torchao int8 weights and dynamically quantised int8 activations"),
         PrecisionInfo("int8-weight-only", ("cpu", "cuda"), False, "torchao int8 weight-only"),
         PrecisionInfo("fp8", ("cuda",), False, "torchao float8 (compute capability >= 8.9)"),
     )
 }
+
+
+#: Precisions quantised by torchao (`pip install 'archbench[torchao]'`).
+TORCHAO_PRECISIONS = ("int8-dynamic", "int8-weight-only", "fp8")
 
 
 def device_kind(device: str) -> str | None:

@@ -43,7 +43,7 @@ KINDS = ("causal-lm", "image-classification", "text-classification", "base")
 #: Axes that change a saved model's architecture: its weights fix them.
 ARCHITECTURE_AXES = ("depth", "width", "heads", "kv_heads", "vocab_size", "classes")
 #: Config values a Family keeps (where the config has them): what the axes read and check.
-_KEPT = ("num_hidden_layers", "depths", "hidden_size", "hidden_sizes", "embedding_size",
+KEPT_FIELDS = ("num_hidden_layers", "depths", "hidden_size", "hidden_sizes", "embedding_size",
          "num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size",
          "vocab_size", "max_position_embeddings", "image_size", "patch_size", "num_labels")
 
@@ -65,7 +65,7 @@ class Family:
     input_name: str
     #: Every field the config class has (its attribute_map aliases too): model_args keys.
     fields: tuple[str, ...]
-    #: The config's values for `_KEPT` (those it has).
+    #: The config's values for `KEPT_FIELDS` (those it has).
     defaults: Mapping[str, Any]
     #: archbench axis -> the config field it sets (only the axes this family takes).
     axis_fields: Mapping[str, str]
@@ -112,7 +112,7 @@ def describe(name: str, search_path: Sequence[str] = ()) -> Family:
     else:
         raise SpecError(_unknown(name, target, search_path, list(CONFIG_MAPPING.keys())))
     kind, model_class = _head(config.model_type, model_class)
-    defaults = {key: _plain(getattr(config, key)) for key in _KEPT if _has(config, key)}
+    defaults = {key: _plain(getattr(config, key)) for key in KEPT_FIELDS if _has(config, key)}
     fields = sorted(set(_config_fields(config)) | set(getattr(config, "attribute_map", {})))
     input_name = "pixel_values" if kind == "image-classification" or (
         "image_size" in defaults and "vocab_size" not in defaults) else "input_ids"

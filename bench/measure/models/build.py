@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -26,6 +27,8 @@ class BuiltModel:
 
     module: nn.Module
     make_input: InputMaker
+    #: What the builder wants recorded about the model (a transformers config...).
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def random_features(features: int) -> InputMaker:
@@ -68,6 +71,9 @@ def build(case: Case, search_path: Sequence[str] = ()) -> tuple[BuiltModel, Inpu
 
 def resolve_builder(model: str, search_path: Sequence[str] = ()) -> Callable[[Case], Any]:
     info = models.get(model)
+    if models.is_hf_model(model):
+        from bench.measure.models.hf import build_hf
+        return functools.partial(build_hf, search_path=tuple(search_path))
     if models.is_user_model(model):
         from bench.measure.models.user import load_factory
         return load_factory(model, search_path)
