@@ -203,7 +203,7 @@ def _generate(generation: Generation, device: torch.device, job: WorkerJob, out:
                       confidence=settings.confidence)
     out.metrics.update(prefill_ms=stats.median_ms, prefill_ci_low_ms=stats.ci_low_ms,
                        prefill_ci_high_ms=stats.ci_high_ms,
-                       prefill_tokens_s=stats.throughput_items_s)
+                       prefill_throughput_items_s=stats.throughput_items_s)
     decode = per_token(measure(generation.decode, clock_for(device), settings,
                                on_phase=phase), generation.new_tokens)
     out.metrics["kv_cache_bytes"] = generation.kv_cache_bytes()
