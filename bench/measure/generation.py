@@ -7,7 +7,7 @@ warm-up, calibrated blocks, the adaptive stop), each with a step function:
 - `decode`: `new_tokens` greedy steps of one token each, reusing the cache the prefill built
   (cut back to the prompt at the start of every call, so every call decodes the same
   positions): exactly the loop `model(input_ids[:, -1:], past_key_values=cache)` a user
-  would write. Its samples are divided by `new_tokens` (`per_token`), so a generate case's
+  would write (`cache=` in newer transformers). Its samples are divided by `new_tokens` (`per_token`), so a generate case's
   median is milliseconds per decoded token and its throughput tokens per second
   (batch x tokens).
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,7 @@ def prepare(model: nn.Module, prompt: torch.Tensor, new_tokens: int,
             autocast: Autocast) -> Generation:
     """The prefill and decode steps for `model` (a transformers causal LM) on `prompt`."""
     prompt_tokens = int(prompt.shape[1])
+    key = cache_keyword(model)
 
     def prefill() -> Any:
         with autocast():
@@ -58,7 +60,7 @@ def prepare(model: nn.Module, prompt: torch.Tensor, new_tokens: int,
 
     with torch.inference_mode(), autocast():
         first = model(input_ids=prompt, use_cache=True)
-    cache = first.past_key_values
+    cache = cache_of(first)
     first_token = first.logits[:, -1:].argmax(-1)
 
     def decode() -> Any:
@@ -68,7 +70,7 @@ def prepare(model: nn.Module, prompt: torch.Tensor, new_tokens: int,
         token = first_token
         with autocast():
             for _ in range(new_tokens):
-                logits = model(input_ids=token, past_key_values=cache, use_cache=True).logits
+                logits = model(input_ids=token, use_cache=True, **{key: cache}).logits
                 token = logits[:, -1:].argmax(-1)
         return token
 
@@ -91,18 +93,30 @@ def next_token_agreement(model: nn.Module, prompt: torch.Tensor, reference: torc
 
 def _next_tokens(model: nn.Module, prompt: torch.Tensor, forced: torch.Tensor | None,
                  count: int, autocast: Autocast) -> torch.Tensor:
-    chosen = []
+    chosen, key = [], cache_keyword(model)
     with torch.inference_mode(), autocast():
         out = model(input_ids=prompt, use_cache=True)
-        cache = out.past_key_values
+        cache = cache_of(out)
         for step in range(count):
             token = out.logits[:, -1:].argmax(-1)
             chosen.append(token)
             if step + 1 == count:
                 break
             feed = token if forced is None else forced[:, step:step + 1].to(token.device)
-            out = model(input_ids=feed, past_key_values=cache, use_cache=True)
+            out = model(input_ids=feed, use_cache=True, **{key: cache})
     return torch.cat(chosen, dim=1).cpu()
+
+
+def cache_keyword(model: nn.Module) -> str:
+    """The keyword the model's forward takes its cache by: `cache` in newer transformers,
+    `past_key_values` before (still accepted there, with a deprecation warning)."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def cache_of(output: Any) -> Any:
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
 
 
 def cache_bytes(cache: Any) -> int:

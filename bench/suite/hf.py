@@ -276,8 +276,6 @@ def fill_defaults(family: Family, case: Case) -> Case:
     if family.input_name == "input_ids":
         if case.seq_len is None:
             changes["seq_len"] = DEFAULT_SEQ_LEN
-        if case.image_size is not None:
-            changes["image_size"] = None
     elif case.image_size is None:
         image = family.defaults.get("image_size")
         changes["image_size"] = image if isinstance(image, int) else DEFAULT_IMAGE_SIZE
