@@ -122,10 +122,11 @@ def sweep() -> None:
     print(f"\n{CONFIG}, {NEW_TOKENS} new tokens, batch 1, 3 workers a case:")
     print("kv_heads  prefill ms [95% CI]        decode ms/token [95% CI]    tokens/s  KV cache")
     for row in frame.to_dict("records"):
-        print(f"{int(row['kv_heads']):8d}  {row['prefill_ms']:7.3f} [{row['prefill_ci_low_ms']:.3f}, "
-              f"{row['prefill_ci_high_ms']:.3f}]   {row['median_ms']:7.4f} [{row['ci_low_ms']:.4f}, "
-              f"{row['ci_high_ms']:.4f}]   {row['throughput_items_s']:8.1f}  "
-              f"{int(row['kv_cache_bytes']) / 1024:.0f} KiB")
+        prefill = (f"{row['prefill_ms']:7.3f} [{row['prefill_ci_low_ms']:.3f}, "
+                   f"{row['prefill_ci_high_ms']:.3f}]")
+        decode = f"{row['median_ms']:7.4f} [{row['ci_low_ms']:.4f}, {row['ci_high_ms']:.4f}]"
+        print(f"{int(row['kv_heads']):8d}  {prefill}   {decode}   "
+              f"{row['throughput_items_s']:8.1f}  {int(row['kv_cache_bytes']) / 1024:.0f} KiB")
     print(f"run folder: {folder / 'run'}")
 
 

@@ -13,19 +13,17 @@ import pytest
 import torch
 from torch import nn
 
-pytest.importorskip("transformers")
-
-from bench.errors import BuildError, SpecError, UnsupportedCase  # noqa: E402
-from bench.measure import generation  # noqa: E402
-from bench.measure.fidelity import vanished_output  # noqa: E402
-from bench.measure.models.build import build, call  # noqa: E402
-from bench.measure.models.hf import HFModel  # noqa: E402
-from bench.measure.timing import TimingResult  # noqa: E402
-from bench.measure.transforms import hf_pruning, pruning  # noqa: E402
-from bench.suite import hf  # noqa: E402
-from bench.suite import loader as suite_file  # noqa: E402
-from bench.suite.axes import Prune  # noqa: E402
-from bench.suite.spec import Case  # noqa: E402
+from bench.errors import BuildError, SpecError, UnsupportedCase
+from bench.measure import generation
+from bench.measure.fidelity import vanished_output
+from bench.measure.models.build import build, call
+from bench.measure.models.hf import HFModel
+from bench.measure.timing import TimingResult
+from bench.measure.transforms import hf_pruning, pruning
+from bench.suite import hf
+from bench.suite import loader as suite_file
+from bench.suite.axes import Prune
+from bench.suite.spec import Case
 
 LLAMA = {"model": "hf:llama", "depth": 2, "width": 64, "vocab_size": 256, "seq_len": 8}
 TINY = {
@@ -278,7 +276,7 @@ def test_convolutional_families_prune_through_the_dependency_graph():
 
 
 def test_a_check_that_finds_stale_bookkeeping_fails_the_case():
-    built, inputs = build(TINY["llama-gqa"])
+    built, _ = build(TINY["llama-gqa"])
     attention = hf_pruning.find_attention(built.module.model)
     attention[0].module.num_key_value_groups = 3  # as if pruning had forgotten it
     with pytest.raises(BuildError, match="num_key_value_groups = 3"):

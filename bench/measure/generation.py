@@ -7,9 +7,9 @@ warm-up, calibrated blocks, the adaptive stop), each with a step function:
 - `decode`: `new_tokens` greedy steps of one token each, reusing the cache the prefill built
   (cut back to the prompt at the start of every call, so every call decodes the same
   positions): exactly the loop `model(input_ids[:, -1:], past_key_values=cache)` a user
-  would write (`cache=` in newer transformers). Its samples are divided by `new_tokens` (`per_token`), so a generate case's
-  median is milliseconds per decoded token and its throughput tokens per second
-  (batch x tokens).
+  would write (`cache=` in newer transformers). Its samples are divided by `new_tokens`
+  (`per_token`), so a generate case's median is milliseconds per decoded token and its
+  throughput tokens per second (batch x tokens).
 
 The KV cache's size is read from the cache tensors after a full decode (prompt + new tokens).
 Fidelity: the transformed model's next-token choices along the fp32 model's own greedy

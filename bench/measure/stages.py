@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.errors import UnsupportedCase
 from bench.measure import generation as generating
 from bench.measure.fidelity import fidelity, first_tensor, vanished_output
 from bench.measure.models.build import BuiltModel, Inputs, call, move_inputs
@@ -32,7 +33,6 @@ from bench.measure.transforms import compile as compiling
 from bench.measure.transforms import precision as precisions
 from bench.measure.transforms import pruning
 from bench.measure.transforms.training import TrainState, make_train_step, seeded_labels
-from bench.errors import UnsupportedCase
 from bench.suite.spec import Case
 
 #: Precisions whose kernels FlopCounterMode cannot see: FLOPs are those of the dense model.

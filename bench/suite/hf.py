@@ -149,7 +149,7 @@ def _head(model_type: str, model_class: str) -> tuple[str, str]:
     """(kind, head class name). A saved model keeps the head it was saved with."""
     from transformers.models.auto import modeling_auto as auto
 
-    mappings = {
+    mappings: dict[str, Any] = {
         "causal-lm": auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
         "image-classification": auto.MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
         "text-classification": auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
@@ -319,11 +319,11 @@ def problems(family: Family, case: Case) -> list[tuple[str, str]]:
     hidden, heads = config.get("hidden_size"), config.get("num_attention_heads")
     kv = config.get("num_key_value_heads")
     head_key = "heads" if case.heads is not None else "width"
-    if isinstance(hidden, int) and isinstance(heads, int) and "hidden_size" in \
-            family.axis_fields.values():
-        if heads < 1 or hidden % heads:
-            found.append((head_key, f"hidden size {hidden} is not divisible by {heads} heads; "
-                                    "choose heads that divide the width"))
+    attention = "hidden_size" in family.axis_fields.values()
+    if (attention and isinstance(hidden, int) and isinstance(heads, int)
+            and (heads < 1 or hidden % heads)):
+        found.append((head_key, f"hidden size {hidden} is not divisible by {heads} heads; "
+                                "choose heads that divide the width"))
     if isinstance(heads, int) and isinstance(kv, int) and (kv < 1 or heads % kv):
         found.append(("kv_heads", f"{heads} attention heads cannot be shared among {kv} "
                                   "key/value heads; kv_heads must divide heads"))
@@ -382,7 +382,7 @@ def config_overrides(family: Family, case: Case) -> dict[str, Any]:
     """The config keywords that make the case's architecture: the axes mapped onto the
     family's fields (keeping its MLP ratio and head size where only the width is given),
     then `model_args` as given."""
-    d, out = family.defaults, {}
+    d, out = family.defaults, dict[str, Any]()
     fields = family.axis_fields
     if case.depth is not None:
         out[fields["depth"]] = (case.depth if fields["depth"] == "num_hidden_layers"

@@ -114,7 +114,7 @@ def prune_transformer(model: nn.Module, prune: Prune) -> dict[str, Any]:
     """Remove `prune.ratio` of the heads (per key/value group under GQA) and of the MLP
     channels (rounded to `round_to`) of every layer, update the config and the modules'
     bookkeeping, and check the result against its config. Returns what was done."""
-    config = model.config
+    config: Any = model.config
     attention, mlps = find_attention(model), find_mlps(model)
     strange = unknown_attention(model, attention)
     if strange:
@@ -235,15 +235,11 @@ def _check_layout(layer: Attention, heads: int, kv_heads: int, head_dim: int) ->
 
 def _bookkeeping(module: nn.Module, heads: int, kv_heads: int, head_dim: int) -> None:
     """Update the attributes transformers' attention modules keep about their heads."""
-    for attribute in ("num_heads", "num_attention_heads"):
+    values = {"num_heads": heads, "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+              "num_key_value_groups": heads // kv_heads, "all_head_size": heads * head_dim}
+    for attribute, value in values.items():
         if isinstance(getattr(module, attribute, None), int):
-            setattr(module, attribute, heads)
-    if isinstance(getattr(module, "num_key_value_heads", None), int):
-        module.num_key_value_heads = kv_heads
-    if isinstance(getattr(module, "num_key_value_groups", None), int):
-        module.num_key_value_groups = heads // kv_heads
-    if isinstance(getattr(module, "all_head_size", None), int):
-        module.all_head_size = heads * head_dim
+            setattr(module, attribute, value)
 
 
 def check_heads(attention: list[Attention], heads: dict[str, Any]) -> None:
@@ -297,7 +293,8 @@ def _meta_twin(model: nn.Module) -> nn.Module:
 
     config = copy.deepcopy(model.config)
     with torch.device("meta"):
-        twin: nn.Module = type(model)._from_config(config, dtype=torch.float32)
+        twin: nn.Module = type(model)._from_config(  # type: ignore[attr-defined]
+            config, dtype=torch.float32)
     return twin
 
 

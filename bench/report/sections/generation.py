@@ -74,9 +74,10 @@ def _table(group: pd.DataFrame) -> str:
     body = []
     order = group.sort_values("median_ms") if "median_ms" in group.columns else group
     for row in order.to_dict("records"):
+        prefill = _with_ci(row, "prefill_ms", "prefill_ci_low_ms", "prefill_ci_high_ms")
         body.append(
             f"<tr><td>{esc(knobs_label(row))}</td>"
-            f"<td class=num>{_with_ci(row, 'prefill_ms', 'prefill_ci_low_ms', 'prefill_ci_high_ms')}</td>"
+            f"<td class=num>{prefill}</td>"
             f"<td class=num>{_with_ci(row, 'median_ms', 'ci_low_ms', 'ci_high_ms')}</td>"
             f"<td class=num>{esc(fmt(row.get('throughput_items_s')))}</td>"
             f"<td class=num>{esc(si(row.get('kv_cache_bytes'), 'B'))}</td>"
