@@ -71,14 +71,13 @@ def build(case: Case, search_path: Sequence[str] = ()) -> tuple[BuiltModel, Inpu
 
 def resolve_builder(model: str, search_path: Sequence[str] = ()) -> Callable[[Case], Any]:
     info = models.get(model)
-    if models.is_hf_model(model):
-        from bench.measure.models.hf import build_hf
-        return functools.partial(build_hf, search_path=tuple(search_path))
     if models.is_user_model(model):
         from bench.measure.models.user import load_factory
         return load_factory(model, search_path)
     module_name, _, attr = info.builder.partition(":")
-    builder: Callable[[Case], Any] = getattr(importlib.import_module(module_name), attr)
+    builder: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
+    if models.is_hf_model(model):  # a saved model's folder is looked up like a factory file
+        return functools.partial(builder, search_path=tuple(search_path))
     return builder
 
 
