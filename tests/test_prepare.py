@@ -61,7 +61,7 @@ def test_transform_cases_record_their_cost(write_suite, tmp_path):
     assert bf16["weight_bytes"] == base["weight_bytes"] // 2
 
     int8 = by_name["mlp-d2-w64-relu-b8-int8-dynamic-cpu"].metrics
-    assert int8["weight_dtype"] == "qint8" and int8["compute_dtype"] == "int8"
+    assert int8["weight_dtype"] == "int8 (Int8Tensor)" and int8["compute_dtype"] == "int8"
     assert int8["flops_method"] == "dense-equivalent"
     assert int8["flops_per_item"] == base["flops_per_item"]
 

@@ -39,13 +39,14 @@ from bench.suite.question import Question
 
 #: Parameters that make a workload (a model family at one input, batch and device); the
 #: knobs below are what an architect turns within it.
-FAMILY_COLUMNS = ("model", "features", "image_size", "seq_len", "classes", "batch_size",
-                  "device", "mode", "model_args")
-KNOB_COLUMNS = ("depth", "width", "activation", "precision", "prune_method", "prune_ratio",
-                "compile")
+FAMILY_COLUMNS = ("model", "features", "image_size", "seq_len", "classes", "new_tokens",
+                  "batch_size", "device", "mode", "model_args")
+KNOB_COLUMNS = ("depth", "width", "heads", "kv_heads", "vocab_size", "activation", "precision",
+                "prune_method", "prune_ratio", "compile")
 #: Twins of a transformed case: the same workload and architecture, fp32 and unpruned.
 REFERENCE = {"precision": "fp32", "prune_method": "none"}
-FIDELITY_PREFERENCE = ("fidelity_top1_agreement", "fidelity_cosine", "fidelity_rel_l2")
+FIDELITY_PREFERENCE = ("fidelity_top1_agreement", "fidelity_next_token_top1", "fidelity_cosine",
+                       "fidelity_rel_l2")
 MEMORY_PREFERENCE = ("memory_above_runtime_bytes", "peak_memory_bytes")
 
 
@@ -171,7 +172,8 @@ def answer(runs: Any, objective: str = "median_ms", constraints: Sequence[str] =
 def knobs_label(row: Mapping[str, Any]) -> str:
     """The knobs that make this configuration: "d4 w512 bf16 structured 25%"."""
     parts = []
-    for column, prefix in (("depth", "d"), ("width", "w")):
+    for column, prefix in (("depth", "d"), ("width", "w"), ("heads", "h"), ("kv_heads", "kv"),
+                           ("vocab_size", "v")):
         value = row.get(column)
         if _present(value):
             parts.append(f"{prefix}{_ratio(value):g}")
@@ -189,7 +191,7 @@ def knobs_label(row: Mapping[str, Any]) -> str:
 def family_label(row: Mapping[str, Any]) -> str:
     parts = [str(row.get("model") or "?")]
     for column, prefix in (("features", "f"), ("image_size", "i"), ("seq_len", "s"),
-                           ("batch_size", "b")):
+                           ("new_tokens", "n"), ("batch_size", "b")):
         if _present(row.get(column)):
             parts.append(f"{prefix}{float(row[column]):g}")
     for column in ("device", "mode"):

@@ -23,11 +23,13 @@ DecideError = QuestionError
 #: Metrics where more is better (everything else: less is better).
 HIGHER_IS_BETTER = frozenset({
     "throughput_items_s", "fidelity_cosine", "fidelity_top1_agreement", "achieved_flops_s",
+    "fidelity_next_token_top1", "prefill_throughput_items_s",
 })
 
 #: Columns of `load()` that are not metrics a question can be about.
 NOT_METRICS = frozenset({
-    "depth", "width", "features", "image_size", "seq_len", "classes", "batch_size",
+    "depth", "width", "heads", "kv_heads", "vocab_size", "new_tokens", "prompt_tokens",
+    "features", "image_size", "seq_len", "classes", "batch_size",
     "prune_ratio", "repeats", "block_size", "warmup_iters", "threads", "target_ci",
     "duration_s", "measure_s", "n_samples", "repeat_cv", "noise", "ci_rel",
 })

@@ -13,6 +13,9 @@ from bench.engine.case import probe_torch, run_case
 from bench.engine.counting import CountingWorker
 from bench.engine.executor import OnFinished, OnStarted, RunContext
 from bench.engine.outcome import Backend
+from bench.engine.process import ProcessBackend
+from bench.suite import hf
+from bench.suite.axes import TORCHAO_PRECISIONS
 from bench.suite.spec import Case
 
 
@@ -37,7 +40,13 @@ class LocalExecutor:
         return {"executor": {"name": self.name}}
 
     def check(self, cases: Sequence[Case]) -> None:
-        """Every case can run here (one a machine cannot run is recorded `unsupported`)."""
+        """Every case can run here (one a machine cannot run is recorded `unsupported`).
+        Called before the first worker starts: the forkserver also preloads the modules the
+        run's transformers families need (seconds per worker otherwise)."""
+        if isinstance(self.backend, ProcessBackend):
+            quantised = any(c.precision in TORCHAO_PRECISIONS for c in cases)
+            self.backend.preload([*hf.preload_modules(cases),
+                                  *(["torchao.quantization"] if quantised else [])])
 
     def execute(self, plan: Sequence[tuple[Case, int]], context: RunContext,
                 started: OnStarted, finished: OnFinished) -> None:

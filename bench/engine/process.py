@@ -36,13 +36,23 @@ class ProcessBackend:
         self._ctx: Any = mp.get_context(method)
         #: The last worker, which sent its result and may still be exiting (see `run`).
         self._exiting: Any = None
+        self._started = False
         if method == "forkserver":
             self._ctx.set_forkserver_preload(forkserver_preload())
         # Read by the forkserver (and spawned workers) to die with this process.
         os.environ[lifeline.PARENT_ENV] = str(os.getpid())
 
+    def preload(self, modules: list[str]) -> None:
+        """Have the forkserver import these too (a run's transformers families), so each
+        worker does not import them again; only before the first worker starts it."""
+        if self.name != "forkserver" or self._started or not modules:
+            return
+        preload = forkserver_preload()
+        self._ctx.set_forkserver_preload([*preload[:-1], *modules, preload[-1]])
+
     def run(self, job: WorkerJob, timeout_s: float, on_message: OnMessage,
             on_start: OnStart | None = None) -> Outcome:
+        self._started = True
         receiver, sender = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(target=worker_entry, args=(job, sender), daemon=True,
                                     name=f"archbench-{job.case.case_id}")
@@ -84,6 +94,7 @@ class ProcessBackend:
 
     def call(self, fn: Callable[[], Any], timeout_s: float = 120.0) -> Any:
         """Run a small picklable function in a worker and return its result (env probing)."""
+        self._started = True
         with self._ctx.Pool(1) as pool:
             return pool.apply_async(fn).get(timeout_s)
 

@@ -16,6 +16,7 @@ import psutil
 import torch
 
 from bench.errors import UnsupportedCase
+from bench.measure.transforms.precision import QUANTISED
 from bench.suite import footprint
 from bench.suite.spec import Case
 
@@ -72,11 +73,9 @@ def check_precision(case: Case) -> list[str]:
     precision, kind = case.precision, case.device_kind
     if precision in MIN_CAPABILITY and kind == "cuda":
         require_capability(case.device, MIN_CAPABILITY[precision], f'precision "{precision}"')
-    if precision in ("int8-weight-only", "fp8") and importlib.util.find_spec("torchao") is None:
+    if precision in QUANTISED and importlib.util.find_spec("torchao") is None:
         raise UnsupportedCase(f'precision "{precision}" needs torchao, which is not installed; '
                               "install it with: pip install 'archbench[torchao]'")
-    if precision == "int8-dynamic" and not torch.backends.quantized.supported_engines:
-        raise UnsupportedCase("this torch build has no quantized engine for int8-dynamic")
     if kind == "cpu" and precision in ("bf16", "amp-bf16") and not cpu_native("bf16"):
         return ["bf16 on this CPU is emulated (no AVX512-BF16 or AMX): expect it to be slower "
                 "than fp32"]

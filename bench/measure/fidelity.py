@@ -40,6 +40,29 @@ def fidelity(output: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
         "fidelity_cosine": float(torch.nn.functional.cosine_similarity(
             y.flatten(), ref.flatten(), dim=0, eps=1e-30)),
     }
-    if ref.dim() == 2 and ref.shape[1] > 1:
-        out["fidelity_top1_agreement"] = float((y.argmax(1) == ref.argmax(1)).double().mean())
+    if ref.dim() >= 2 and ref.shape[-1] > 1:  # classes, or a language model's vocabulary
+        out["fidelity_top1_agreement"] = float((y.argmax(-1) == ref.argmax(-1)).double().mean())
     return out
+
+
+#: Below this RMS a float32 output carries no signal an int8 activation scale can represent.
+TINY_RMS = 1e-12
+
+
+def vanished_output(output: torch.Tensor, reference: torch.Tensor) -> str | None:
+    """Why an all-zero output is the model's doing, when it is: a reference whose values are
+    vanishingly small (a random-weight model whose activations die out through its layers)
+    rounds to zero under any int8 activation scale. None when there is nothing to say."""
+    y = output.detach().to("cpu", torch.float64)
+    ref = reference.detach().to("cpu", torch.float64)
+    if ref.numel() == 0 or bool(y.any()):
+        return None
+    rms = float(ref.pow(2).mean().sqrt())
+    if rms == 0:
+        return None
+    if rms < TINY_RMS:
+        return (f"the output is all zeros and the fp32 reference's RMS is {rms:.1e}: this "
+                "model's activations vanish (random weights), so quantising them rounds "
+                "everything to zero; fidelity needs a trained model (hf:path/to/dir)")
+    return (f"the output is all zeros while the fp32 reference's RMS is {rms:.3g}: the "
+            "transform destroyed the signal")

@@ -36,7 +36,7 @@ def parameter_stats(module: nn.Module) -> dict[str, int]:
         if id(tensor) in seen:
             continue
         seen.add(id(tensor))
-        dense = tensor.dequantize() if tensor.is_quantized else tensor
+        dense = tensor.dequantize() if tensor.is_quantized or is_wrapped(tensor) else tensor
         dense = dense.to_dense() if dense.layout != torch.strided else dense
         total += dense.numel()
         nonzero += int(torch.count_nonzero(dense).item())
@@ -80,10 +80,23 @@ def _weights(module: nn.Module) -> list[torch.Tensor]:
     return out
 
 
+def is_wrapped(tensor: torch.Tensor) -> bool:
+    """A tensor subclass storing other tensors (torchao's Int8Tensor: int8 data and scales)."""
+    return hasattr(tensor, "__tensor_flatten__") and hasattr(tensor, "dequantize")
+
+
+def inner_tensors(tensor: torch.Tensor) -> list[torch.Tensor]:
+    names, _ = tensor.__tensor_flatten__()  # type: ignore[attr-defined]
+    return [t for t in (getattr(tensor, n) for n in names) if isinstance(t, torch.Tensor)]
+
+
 def _stored_bytes(tensor: torch.Tensor) -> int:
-    """Bytes a tensor occupies as stored, including sparse/semi-structured metadata."""
+    """Bytes a tensor occupies as stored, including sparse/semi-structured metadata and the
+    scales of quantised tensors."""
     if tensor.is_quantized:
         return tensor.numel() * tensor.element_size()
+    if is_wrapped(tensor):
+        return sum(_stored_bytes(t) for t in inner_tensors(tensor))
     packed = getattr(tensor, "packed", None)  # torch.sparse SparseSemiStructuredTensor
     if isinstance(packed, torch.Tensor):
         meta = getattr(tensor, "meta", None)

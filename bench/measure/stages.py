@@ -7,7 +7,8 @@ Stages, in order (all before the timed window):
 3. precision (cast, autocast, quantisation), then 2:4 sparsity (needs fp16/bf16 weights);
 4. model statistics and the dtypes the matmuls really ran in;
 5. fidelity of the transformed forward against the reference;
-6. the step: an inference call, or a training step (forward, loss, backward, AdamW);
+6. the step: an inference call, a training step (forward, loss, backward, AdamW), or for
+   `mode = "generate"` the decode loop (its prefill is a second step; `bench.measure.generation`);
 7. compile, timed apart; later recompiles are counted during the timed window.
 """
 
@@ -23,7 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.measure.fidelity import fidelity, first_tensor
+from bench.errors import UnsupportedCase
+from bench.measure import generation as generating
+from bench.measure.fidelity import fidelity, first_tensor, vanished_output
 from bench.measure.models.build import BuiltModel, Inputs, call, move_inputs
 from bench.measure.modelstats import count_flops, parameter_stats
 from bench.measure.transforms import compile as compiling
@@ -50,6 +53,8 @@ class Prepared:
     module: nn.Module | None = None
     inputs: Inputs | None = None
     autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+    #: A generate case's prefill and decode steps (`step` is its decode loop).
+    generation: generating.Generation | None = None
 
     def finish(self, metrics: dict[str, Any]) -> list[str]:
         """Read what may only be read after timing (losses sync the device); return warnings."""
@@ -79,6 +84,8 @@ class _Work:
     metrics: dict[str, Any]
     info: dict[str, Any]
     stack: contextlib.ExitStack
+    #: A generate case: the fp32 model's greedy continuation of the prompt, (batch, tokens).
+    reference_tokens: torch.Tensor | None = None
 
 
 def prepare(case: Case, built: BuiltModel, inputs: Inputs, metrics: dict[str, Any],
@@ -88,15 +95,49 @@ def prepare(case: Case, built: BuiltModel, inputs: Inputs, metrics: dict[str, An
     work = _Work(case, device, built.module.to(device).eval(), move_inputs(inputs, device),
                  metrics, info, stack)
     reference = _reference_output(work.module, work.inputs, device)
+    if case.mode == "generate":
+        with precisions.tf32_flags(device, "fp32"):
+            work.reference_tokens = generating.greedy_tokens(
+                _causal_lm(work.module), _prompt(work.inputs), _new_tokens(case))
     flops = _prune(work)
     _cast(work)
     autocast = _statistics(work, flops)
     step, grad_mode, train_state = _step(work, autocast, reference)
+    generation = _generation(work, autocast) if case.mode == "generate" else None
+    if generation is not None:
+        step = generation.decode
     _compile_first_call(work, step, grad_mode, reference)
     watch = compiling.RecompileWatch()
     watch.start()
     return Prepared(step=step, grad_mode=grad_mode, recompiles=watch, train_state=train_state,
-                    module=work.module, inputs=work.inputs, autocast=autocast)
+                    module=work.module, inputs=work.inputs, autocast=autocast,
+                    generation=generation)
+
+
+def _generation(work: _Work, autocast: Callable[[], Any]) -> generating.Generation:
+    """Generate cases: the prefill and decode steps on the transformed model, and its
+    next-token agreement with the fp32 model's greedy continuation."""
+    model, prompt = _causal_lm(work.module), _prompt(work.inputs)
+    assert work.reference_tokens is not None
+    work.metrics["fidelity_next_token_top1"] = generating.next_token_agreement(
+        model, prompt, work.reference_tokens, autocast)
+    return generating.prepare(model, prompt, _new_tokens(work.case), autocast)
+
+
+def _causal_lm(module: nn.Module) -> nn.Module:
+    from bench.measure.models.hf import HFModel
+
+    if not isinstance(module, HFModel) or module.family.kind != "causal-lm":
+        raise UnsupportedCase('mode "generate" needs a transformers causal language model')
+    return module.model
+
+
+def _prompt(inputs: Inputs) -> torch.Tensor:
+    return inputs[0] if isinstance(inputs, tuple) else inputs
+
+
+def _new_tokens(case: Case) -> int:
+    return int(case.new_tokens or 1)
 
 
 def _prune(work: _Work) -> float:
@@ -218,6 +259,10 @@ def _record_fidelity(output: Any, reference: torch.Tensor | None, metrics: dict[
         metrics.update(fidelity(tensor, reference))
     except ValueError as exc:  # a transform changed the output's shape: say so, keep going
         info["fidelity_error"] = str(exc)
+        return
+    note = vanished_output(tensor, reference)
+    if note:
+        info["fidelity_note"] = note
 
 
 def _compiled(case: Case, module: nn.Module, stack: contextlib.ExitStack) -> nn.Module:

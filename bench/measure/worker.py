@@ -28,6 +28,7 @@ from bench.env import auto_threads
 from bench.errors import BuildError, UnsupportedCase
 from bench.measure import affinity, allocator, capability, lifeline
 from bench.measure.clock import Clock, CudaEventClock, PerfCounterClock
+from bench.measure.generation import Generation, per_token
 from bench.measure.models.build import BuiltModel, Inputs, build
 from bench.measure.probes.attach import WorkerProbes
 from bench.measure.probes.host_memory import faults_per_call
@@ -130,6 +131,8 @@ def execute(job: WorkerJob, send: Send, prebuilt: Prebuilt | None = None,
         raise UnsupportedCase("measure = \"instructions\" is counted only in archbench's "
                               "counting worker under valgrind (`archbench run`, or pytest's "
                               "suite items); this process cannot count")
+    if settings.counted and case.mode == "generate":
+        raise UnsupportedCase('mode "generate" is timed, not counted: use measure = "time"')
     phase = PhaseBus(send)
     out = Findings()
     probes = WorkerProbes.attach(job, phase, out)
@@ -143,13 +146,18 @@ def execute(job: WorkerJob, send: Send, prebuilt: Prebuilt | None = None,
         phase("build")
         built_at = time.perf_counter()
         built, inputs = prebuilt or build(case, job.search_path)
+        out.info.update(built.info)
         prepared = prepare(case, built, inputs, out.metrics, out.info, stack)
         out.metrics["build_s"] = time.perf_counter() - built_at
+        if "fidelity_note" in out.info:
+            out.warnings.append(out.info["fidelity_note"])
         probes.after_build(prepared, case.batch_size)
         timing: TimingResult | None = None
         with prepared.grad_mode():
             if counter is not None and settings.counted:
                 _count(job, prepared.step, counter, out, phase)
+            elif prepared.generation is not None:
+                timing = _generate(prepared.generation, device, job, out, phase)
             else:
                 timing = replace(measure(prepared.step, clock_for(device),
                                          case.worker_settings(), on_phase=phase),
@@ -185,6 +193,32 @@ def _count(job: WorkerJob, step: Callable[[], Any], counter: Dumps, out: Finding
                             "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     if keep is not None and keep.exists():
         out.info["counting"]["callgrind_out"] = str(keep.relative_to(job.run_dir or ""))
+
+
+def _generate(generation: Generation, device: torch.device, job: WorkerJob, out: Findings,
+              phase: Callable[[str], None]) -> TimingResult:
+    """A generate case: the prefill timed first (inside the build phase for the samplers),
+    then the decode loop in the timed window; both by the one timing loop. Returns the decode
+    timing per token; the prefill's samples and statistics go to the record's info and
+    metrics, the KV cache's size after a full decode to its metrics."""
+    from bench.stats import summarize
+
+    settings, batch = job.case.settings, job.case.batch_size
+    prefill = measure(generation.prefill, clock_for(device), settings)
+    stats = summarize(prefill.samples_ns, items_per_iter=batch * generation.prompt_tokens,
+                      confidence=settings.confidence)
+    out.metrics.update(prefill_ms=stats.median_ms, prefill_ci_low_ms=stats.ci_low_ms,
+                       prefill_ci_high_ms=stats.ci_high_ms,
+                       prefill_throughput_items_s=stats.throughput_items_s)
+    decode = per_token(measure(generation.decode, clock_for(device), settings,
+                               on_phase=phase), generation.new_tokens)
+    out.metrics["kv_cache_bytes"] = generation.kv_cache_bytes()
+    out.metrics["prompt_tokens"] = generation.prompt_tokens
+    out.info["generate"] = {
+        "prompt_tokens": generation.prompt_tokens, "new_tokens": generation.new_tokens,
+        "decode": "greedy, one token per call through the KV cache; samples per token",
+        "kv_cache": type(generation.cache).__name__, "prefill_timing": prefill.to_dict()}
+    return decode
 
 
 def clock_for(device: torch.device) -> Clock:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 ACTIVATIONS = ("relu", "gelu", "silu", "tanh")
 DEVICE_KINDS = ("cpu", "cuda")
-MODES = ("inference", "train")
+#: `generate` times prefill and per-token decode of a decoder-only transformers model.
+MODES = ("inference", "train", "generate")
 COMPILE_MODES = ("eager", "default", "max-autotune", "reduce-overhead")
 PRUNE_METHODS = ("none", "unstructured", "structured", "semi-structured-2:4")
 PRUNE_SCOPES = ("layer", "global")
@@ -42,11 +43,16 @@ PRECISIONS: dict[str, PrecisionInfo] = {
         PrecisionInfo("bf16", ("cpu", "cuda"), True, "whole model cast to bfloat16"),
         PrecisionInfo("amp-fp16", ("cpu", "cuda"), True, "autocast to float16, fp32 weights"),
         PrecisionInfo("amp-bf16", ("cpu", "cuda"), True, "autocast to bfloat16, fp32 weights"),
-        PrecisionInfo("int8-dynamic", ("cpu",), False, "dynamic int8 quantisation of linears"),
+        PrecisionInfo("int8-dynamic", ("cpu",), False,
+                      "torchao int8 weights and dynamically quantised int8 activations"),
         PrecisionInfo("int8-weight-only", ("cpu", "cuda"), False, "torchao int8 weight-only"),
         PrecisionInfo("fp8", ("cuda",), False, "torchao float8 (compute capability >= 8.9)"),
     )
 }
+
+
+#: Precisions quantised by torchao (`pip install 'archbench[torchao]'`).
+TORCHAO_PRECISIONS = ("int8-dynamic", "int8-weight-only", "fp8")
 
 
 def device_kind(device: str) -> str | None:
@@ -114,6 +120,9 @@ def static_conflicts(
             found.append(("prune", "2:4 semi-structured sparsity needs fp16 or bf16 weights"))
         if mode == "train":
             found.append(("prune", "2:4 semi-structured sparsity is measured for inference only"))
+    if mode == "generate" and compile != "eager":
+        found.append(("compile", "generation is measured eagerly (the decode loop is not "
+                                 "compiled); use compile = \"eager\""))
     if compile == "reduce-overhead" and kind != "cuda":
         found.append(("compile",
                       '"reduce-overhead" replays CUDA graphs, so it needs a CUDA device'))

@@ -29,9 +29,9 @@ from pydantic import (
 )
 
 from bench.errors import SpecError, did_you_mean, one_of
-from bench.suite import axes, footprint, models
+from bench.suite import axes, footprint, hf, models
 from bench.suite.question import Question, QuestionError, split_constraint
-from bench.suite.spec import SETTINGS_KEYS, Case, Settings, Suite
+from bench.suite.spec import SETTINGS_KEYS, Case, Settings, Suite, hashable_args
 
 
 def _listify(value: Any) -> Any:
@@ -48,6 +48,8 @@ _AXIS = (BeforeValidator(_listify), Field(min_length=1))
 IntAxis = Annotated[list[StrictInt], *_AXIS]
 #: Largest batch size: beyond it one input tensor overflows 32-bit indexing on its own.
 MAX_BATCH_SIZE = 2**20
+#: Most tokens a generate case decodes.
+MAX_NEW_TOKENS = 2**20
 BatchAxis = Annotated[list[Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE, strict=True)]], *_AXIS]
 StrAxis = Annotated[list[StrictStr], *_AXIS]
 # Spelled out for the type checker; tests keep them equal to bench.suite.axes.
@@ -55,7 +57,7 @@ Activation = Literal["relu", "gelu", "silu", "tanh"]
 Precision = Literal["fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16", "int8-dynamic",
                     "int8-weight-only", "fp8"]
 CompileMode = Literal["eager", "default", "max-autotune", "reduce-overhead"]
-Mode = Literal["inference", "train"]
+Mode = Literal["inference", "train", "generate"]
 PruneMethod = Literal["none", "unstructured", "structured", "semi-structured-2:4"]
 
 
@@ -80,11 +82,16 @@ class SweepBlock(_Strict):
     model: StrAxis
     depth: IntAxis | None = None
     width: IntAxis | None = None
+    heads: IntAxis | None = None
+    kv_heads: IntAxis | None = None
+    vocab_size: IntAxis | None = None
     activation: Annotated[list[Activation], *_AXIS] | None = None
     features: IntAxis | None = None
     image_size: IntAxis | None = None
     seq_len: IntAxis | None = None
     classes: IntAxis | None = None
+    new_tokens: Annotated[list[Annotated[int, Field(ge=1, le=MAX_NEW_TOKENS, strict=True)]],
+                          *_AXIS] | None = None
     batch_size: BatchAxis = [1]
     device: StrAxis = ["cpu"]
     precision: Annotated[list[Precision], *_AXIS] = ["fp32"]
@@ -92,7 +99,8 @@ class SweepBlock(_Strict):
                      Field(min_length=1)] = [PruneEntry(method="none")]
     compile: Annotated[list[CompileMode], *_AXIS] = ["eager"]
     mode: Annotated[list[Mode], *_AXIS] = ["inference"]
-    model_args: dict[str, StrictStr | StrictInt | StrictFloat | bool] | None = None
+    model_args: dict[str, StrictStr | StrictInt | StrictFloat | bool |
+                     list[StrictInt | StrictFloat | StrictStr]] | None = None
     exclude: list[dict[str, Any]] = []
     settings: dict[str, Any] = {}
 
@@ -115,8 +123,9 @@ class SuiteFile(_Strict):
 
 
 #: The axes of a sweep block, in the order cases are expanded (last varies fastest).
-AXES = ("model", "depth", "width", "activation", "features", "image_size", "seq_len", "classes",
-        "batch_size", "device", "precision", "prune", "compile", "mode")
+AXES = ("model", "depth", "width", "heads", "kv_heads", "vocab_size", "activation", "features",
+        "image_size", "seq_len", "classes", "new_tokens", "batch_size", "device", "precision",
+        "prune", "compile", "mode")
 _SETTINGS = TypeAdapter(Settings)
 
 
@@ -155,12 +164,14 @@ def load(path: str | Path, *, axis_overrides: Mapping[str, Sequence[Any]] | None
         raise SpecError(_describe(exc), file=file) from None
 
     base = _settings(parsed.settings, settings_overrides, file=file, key="settings")
+    families = _hf_families(parsed.sweep, folder=str(Path(path).resolve().parent), file=file)
     cases: list[Case] = []
     for index, block in enumerate(parsed.sweep):
         where = f"sweep[{index}]"
         block_settings = _settings({**parsed.settings, **block.settings}, settings_overrides,
                                    file=file, key=f"{where}.settings") if block.settings else base
-        cases += _expand(block, block_settings, parsed.suite.name, file=file, where=where)
+        cases += _expand(block, block_settings, parsed.suite.name, families, file=file,
+                         where=where)
 
     unique: dict[str, Case] = {}
     for case in cases:
@@ -285,16 +296,56 @@ def _check_time_window(values: Mapping[str, Any], overrides: Mapping[str, Any], 
                     file=file if in_file else None)
 
 
+# ---- transformers families ------------------------------------------------------------------
+def _hf_families(blocks: Sequence[SweepBlock], *, folder: str,
+                 file: str) -> dict[str, hf.Family]:
+    """The Family of every `hf:` model the suite names, described in one subprocess (the
+    parent never imports torch); a name that cannot be described is an error at its key."""
+    where: dict[str, str] = {}
+    for index, block in enumerate(blocks):
+        for i, name in enumerate(block.model):
+            if models.is_hf_model(name):
+                models.get(name, key=f"sweep[{index}].model[{i}]", file=file)
+                where.setdefault(name, f"sweep[{index}].model[{i}]")
+    if not where:
+        return {}
+    described = hf.describe_in_subprocess(list(where), search_path=[folder])
+    out: dict[str, hf.Family] = {}
+    for name, family in described.items():
+        if isinstance(family, SpecError):
+            raise SpecError(str(family), file=file, key=where[name])
+        out[name] = family
+    return out
+
+
+def _check_hf(case: Case, families: Mapping[str, hf.Family], *, file: str,
+              where: str) -> Case:
+    """A transformers case with its inputs made to fit, or the first reason it cannot be."""
+    if not models.is_hf_model(case.model):
+        if case.mode == "generate":
+            raise SpecError(f'{case.name}: mode "generate" needs a decoder-only transformers '
+                            'model (model = "hf:llama", "hf:gpt2", ...)', file=file,
+                            key=f"{where}.mode")
+        return case
+    family = families[case.model]
+    case = hf.fill_defaults(family, case)
+    found = hf.problems(family, case)
+    if found:
+        key, reason = found[0]
+        raise SpecError(f"{case.name}: {reason}", file=file, key=f"{where}.{key}")
+    return case
+
+
 # ---- expansion ------------------------------------------------------------------------------
-def _expand(block: SweepBlock, settings: Settings, suite: str, *, file: str,
-            where: str) -> list[Case]:
+def _expand(block: SweepBlock, settings: Settings, suite: str,
+            families: Mapping[str, hf.Family], *, file: str, where: str) -> list[Case]:
     for model_name in block.model:
         _check_model_axes(block, model_name, file=file, where=where)
     _check_devices(block.device, file=file, key=f"{where}.device")
     prunes = _prunes(block.prune, file=file, key=f"{where}.prune")
     rules = [_exclude_rule(rule, file=file, key=f"{where}.exclude[{i}]")
              for i, rule in enumerate(block.exclude)]
-    model_args = tuple(sorted((block.model_args or {}).items()))
+    model_args = hashable_args(block.model_args or {})
 
     out: list[Case] = []
     for model_name in block.model:
@@ -302,7 +353,7 @@ def _expand(block: SweepBlock, settings: Settings, suite: str, *, file: str,
         values: dict[str, Sequence[Any]] = {}
         for axis in AXES[1:]:
             given = prunes if axis == "prune" else getattr(block, axis)
-            if axis in models.MODEL_AXES:
+            if axis in models.MODEL_AXES or axis == "new_tokens":
                 default = info.defaults.get(axis)
                 values[axis] = given if given is not None else [default]
             else:
@@ -318,6 +369,7 @@ def _expand(block: SweepBlock, settings: Settings, suite: str, *, file: str,
                 continue
             case = Case(model=model_name, model_args=model_args, settings=settings, suite=suite,
                         sweep=block.name, **params)
+            case = _check_hf(case, families, file=file, where=where)
             _check_static(case, file=file, where=where)
             _check_footprint(case, file=file, where=where)
             out.append(case)

@@ -25,12 +25,16 @@ from typing import Any
 
 from bench.errors import SpecError, did_you_mean, one_of
 
-#: Axes that shape the model itself; every model declares the subset it takes.
-MODEL_AXES = ("depth", "width", "activation", "features", "image_size", "seq_len", "classes")
+#: Axes that shape the model itself; every model declares the subset it takes. `heads`,
+#: `kv_heads` and `vocab_size` are taken by transformers families (`hf:...`, see
+#: `bench.suite.hf`) and by user factories.
+MODEL_AXES = ("depth", "width", "heads", "kv_heads", "vocab_size", "activation", "features",
+              "image_size", "seq_len", "classes")
 #: Largest value of each integer axis for any model: beyond these a tensor's size overflows
 #: what kernels index, or a build never ends. (The memory estimate bounds combinations.)
-AXIS_MAX = {"depth": 4096, "width": 2**20, "features": 2**24, "image_size": 2**14,
-            "seq_len": 2**20, "classes": 2**24}
+AXIS_MAX = {"depth": 4096, "width": 2**20, "heads": 2**16, "kv_heads": 2**16,
+            "vocab_size": 2**24, "features": 2**24, "image_size": 2**14, "seq_len": 2**20,
+            "classes": 2**24}
 
 
 @dataclass(frozen=True)
@@ -79,9 +83,31 @@ def known() -> list[str]:
     return sorted(_REGISTRY)
 
 
+#: Names starting with this are transformers architectures (`hf:llama`, `hf:path/to/dir`).
+HF_PREFIX = "hf:"
+
+
+def is_hf_model(name: str) -> bool:
+    """`hf:MODEL_TYPE` or `hf:path/to/saved_dir` names a Hugging Face transformers model."""
+    return name.startswith(HF_PREFIX)
+
+
 def is_user_model(name: str) -> bool:
     """`package.module:function` or `path/to/file.py:function` names a user factory."""
-    return ":" in name
+    return ":" in name and not is_hf_model(name)
+
+
+def hf_model_info(name: str) -> ModelInfo:
+    """Metadata for a transformers model: which axes its family takes is known only from its
+    config class, so the loader checks them through `bench.suite.hf`, not through here."""
+    return ModelInfo(
+        name=name,
+        axes=frozenset(MODEL_AXES) - {"activation", "features"},
+        defaults={},
+        summary=f"transformers model {name.removeprefix(HF_PREFIX)}",
+        builder="bench.measure.models.hf:build_hf",
+        takes_model_args=True,
+    )
 
 
 def user_model_info(name: str) -> ModelInfo:
@@ -100,6 +126,11 @@ def user_model_info(name: str) -> ModelInfo:
 
 def get(name: str, *, key: str = "model", file: str | None = None) -> ModelInfo:
     """Look a model up by name; an unknown name raises a SpecError listing the known ones."""
+    if is_hf_model(name):
+        if not name.removeprefix(HF_PREFIX).strip():
+            raise SpecError(f'"{name}" names no model; write "hf:MODEL_TYPE" (hf:llama, '
+                            'hf:bert, ...) or "hf:path/to/saved_model"', file=file, key=key)
+        return hf_model_info(name)
     if is_user_model(name):
         module, _, function = name.partition(":")
         if not module or not function.isidentifier():
@@ -112,7 +143,8 @@ def get(name: str, *, key: str = "model", file: str | None = None) -> ModelInfo:
     except KeyError:
         raise SpecError(
             f'unknown model "{name}"{did_you_mean(name, _REGISTRY)}; known models are '
-            f'{one_of(known())}, or a factory "package.module:function"',
+            f'{one_of(known())}, a transformers model "hf:llama", or a factory '
+            '"package.module:function"',
             file=file, key=key) from None
 
 

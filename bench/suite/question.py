@@ -34,6 +34,9 @@ ALIASES: dict[str, str] = {
     **{k: v for k, v in OBJECTIVES.items() if k != v},
     "memory_above_runtime": "memory_above_runtime_bytes",
     "top1": "fidelity_top1_agreement",
+    "next_token_top1": "fidelity_next_token_top1",
+    "kv_cache": "kv_cache_bytes",
+    "prefill": "prefill_ms",
 }
 
 OPERATORS = ("<=", "<", ">=", ">")

@@ -184,7 +184,15 @@ class Case:
     image_size: int | None = None
     seq_len: int | None = None
     classes: int | None = None
-    #: Free-form keywords for user factories, as sorted (key, value) pairs (hashable).
+    #: Attention heads, key/value heads (grouped-query attention) and vocabulary of a
+    #: transformers family; `new_tokens` is how many tokens `mode = "generate"` decodes
+    #: after its prompt of `seq_len` tokens. None where they do not apply.
+    heads: int | None = None
+    kv_heads: int | None = None
+    vocab_size: int | None = None
+    new_tokens: int | None = None
+    #: Free-form keywords for user factories and transformers config fields, as sorted
+    #: (key, value) pairs (hashable: list values are kept as tuples).
     model_args: tuple[tuple[str, Any], ...] = ()
     settings: Settings = field(default_factory=Settings, compare=False)
     suite: str = field(default="", compare=False)
@@ -208,6 +216,7 @@ class Case:
             "image_size": self.image_size,
             "seq_len": self.seq_len,
             "classes": self.classes,
+            **{axis: getattr(self, axis) for axis in EXTRA_AXES},
             "model_args": dict(self.model_args),
             "batch_size": self.batch_size,
             "device": self.device,
@@ -235,11 +244,16 @@ class Case:
         """Readable and filename-safe: 'mlp-d4-w512-relu-b32-fp32-cpu' plus non-default parts."""
         info = models.get(self.model)
         model = self.model.rpartition(":")[2] if models.is_user_model(self.model) else self.model
+        if models.is_hf_model(self.model):
+            model = "hf-" + self.model.removeprefix(models.HF_PREFIX).rstrip("/").rpartition("/")[2]
         parts = [model]
         if self.depth is not None:
             parts.append(f"d{self.depth}")
         if self.width is not None:
             parts.append(f"w{self.width}")
+        for axis, tag in (("heads", "h"), ("kv_heads", "kv"), ("vocab_size", "v")):
+            if getattr(self, axis) is not None:
+                parts.append(f"{tag}{getattr(self, axis)}")
         if self.activation is not None:
             parts.append(self.activation)
         parts.append(f"b{self.batch_size}")
@@ -255,6 +269,8 @@ class Case:
             parts.append(f"compile-{self.compile}")
         if self.mode != "inference":
             parts.append(self.mode)
+        if self.new_tokens is not None:
+            parts.append(f"n{self.new_tokens}")
         if self.model_args:
             digest = hashlib.sha256(json.dumps(dict(self.model_args), sort_keys=True).encode())
             parts.append(f"a{digest.hexdigest()[:6]}")
@@ -294,12 +310,21 @@ class Case:
     def from_dict(cls, data: Mapping[str, Any]) -> Case:
         params = dict(data["params"])
         prune = Prune(**params.pop("prune"))
-        model_args = tuple(sorted(dict(params.pop("model_args") or {}).items()))
+        model_args = hashable_args(params.pop("model_args") or {})
         case = cls(prune=prune, model_args=model_args, settings=Settings(**data["settings"]),
                    suite=data.get("suite", ""), sweep=data.get("sweep", ""), **params)
         if case.name != data.get("name", case.name):
             case = replace(case, name_suffix=str(data["name"]).rpartition("-")[2])
         return case
+
+
+#: Case fields beyond the original model axes, in record order (absent from old records).
+EXTRA_AXES = ("heads", "kv_heads", "vocab_size", "new_tokens")
+
+
+def hashable_args(values: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """`model_args` as a Case holds them: sorted pairs, lists turned into tuples."""
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in values.items()))
 
 
 @dataclass(frozen=True)

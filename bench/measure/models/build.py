@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -26,6 +27,8 @@ class BuiltModel:
 
     module: nn.Module
     make_input: InputMaker
+    #: What the builder wants recorded about the model (a transformers config...).
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def random_features(features: int) -> InputMaker:
@@ -72,7 +75,9 @@ def resolve_builder(model: str, search_path: Sequence[str] = ()) -> Callable[[Ca
         from bench.measure.models.user import load_factory
         return load_factory(model, search_path)
     module_name, _, attr = info.builder.partition(":")
-    builder: Callable[[Case], Any] = getattr(importlib.import_module(module_name), attr)
+    builder: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
+    if models.is_hf_model(model):  # a saved model's folder is looked up like a factory file
+        return functools.partial(builder, search_path=tuple(search_path))
     return builder
 
 

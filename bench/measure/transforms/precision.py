@@ -2,8 +2,8 @@
 
 - casts (`fp16`, `bf16`) convert the whole model and its floating inputs;
 - autocast (`amp-fp16`, `amp-bf16`) keeps fp32 weights and runs eligible ops in low precision;
-- `int8-dynamic` replaces Linear layers with dynamically quantised ones (CPU);
-- `int8-weight-only` and `fp8` use torchao (an optional extra) where the device supports it;
+- `int8-dynamic` (int8 activations quantised per call, int8 weights), `int8-weight-only` and
+  `fp8` quantise Linear layers with torchao's `quantize_` (an optional extra);
 - `fp32` and `tf32` differ only in the TF32 flags, which are set explicitly for both: cuDNN
   convolutions use TF32 by default, so an honest `fp32` on CUDA must switch it off.
 
@@ -25,10 +25,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from bench.errors import UnsupportedCase
 from bench.measure.models.build import Inputs, call
+from bench.measure.modelstats import inner_tensors, is_wrapped
+from bench.suite.axes import TORCHAO_PRECISIONS
 
 CAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 AUTOCAST_DTYPES = {"amp-fp16": torch.float16, "amp-bf16": torch.bfloat16}
-QUANTISED = ("int8-dynamic", "int8-weight-only", "fp8")
+QUANTISED = TORCHAO_PRECISIONS
 
 
 @contextlib.contextmanager
@@ -88,46 +90,37 @@ def apply_precision(module: nn.Module, inputs: Inputs, precision: str,
         return module, cast_inputs(inputs, dtype), {"method": f"cast to {dtype}"}
     if precision in AUTOCAST_DTYPES:
         return module, inputs, {"method": f"autocast to {AUTOCAST_DTYPES[precision]}"}
-    if precision == "int8-dynamic":
-        return _dynamic_int8(module), inputs, {"method": "torch dynamic int8 (Linear)",
-                                               "engine": torch.backends.quantized.engine}
-    if precision in ("int8-weight-only", "fp8"):
-        return _torchao(module, precision), inputs, {"method": f"torchao {precision}"}
+    if precision in QUANTISED:
+        return module, inputs, _torchao(module, precision)
     return module, inputs, {"method": "none"}
 
 
-def _dynamic_int8(module: nn.Module) -> nn.Module:
-    with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao
-        warnings.simplefilter("ignore")
-        try:
-            from torch.ao.quantization import quantize_dynamic
-        except ImportError:
-            raise UnsupportedCase(f"torch {torch.__version__} no longer ships "
-                                  "torch.ao.quantization.quantize_dynamic; use precision "
-                                  '"int8-weight-only" (torchao) instead') from None
-
-        quantized: nn.Module = quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8,
-                                                inplace=True)
-    if not any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in
-               quantized.modules()):
-        raise UnsupportedCase("int8-dynamic replaced nothing: the model has no nn.Linear")
-    return quantized
+#: torchao's config class for each quantised precision.
+TORCHAO_CONFIGS = {"int8-dynamic": "Int8DynamicActivationInt8WeightConfig",
+                   "int8-weight-only": "Int8WeightOnlyConfig",
+                   "fp8": "Float8DynamicActivationFloat8WeightConfig"}
 
 
-def _torchao(module: nn.Module, precision: str) -> nn.Module:
+def _torchao(module: nn.Module, precision: str) -> dict[str, Any]:
+    """Quantise every nn.Linear with torchao's `quantize_` (torch's own quantize_dynamic is
+    deprecated in its favour); other layers (convolutions, transformers' Conv1D) stay fp32
+    and are counted in the record."""
     try:
-        from torchao.quantization import (
-            Float8DynamicActivationFloat8WeightConfig,
-            Int8WeightOnlyConfig,
-            quantize_,
-        )
+        import torchao.quantization as ao
     except ImportError:
         raise UnsupportedCase(f'precision "{precision}" needs torchao, which is not installed; '
                               "install it with: pip install 'archbench[torchao]'") from None
-    config = Int8WeightOnlyConfig() if precision == "int8-weight-only" else (
-        Float8DynamicActivationFloat8WeightConfig())
-    quantize_(module, config)
-    return module
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise UnsupportedCase(f"{precision} quantises nn.Linear layers; this model has none")
+    config_name = TORCHAO_CONFIGS[precision]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ao.quantize_(module, getattr(ao, config_name)())
+    others = sum(1 for m in module.modules()
+                 if isinstance(m, nn.modules.conv._ConvNd) or type(m).__name__ == "Conv1D")
+    return {"method": f"torchao quantize_ {config_name}", "layers_quantised": len(linears),
+            "layers_kept_fp32": others}
 
 
 # ---- what really ran ------------------------------------------------------------------------
@@ -175,7 +168,10 @@ def weight_dtype(module: nn.Module) -> str:
         weight = weight() if callable(weight) and not isinstance(weight, torch.Tensor) else weight
         if isinstance(weight, torch.Tensor):
             kind = type(weight).__name__
-            dtype = str(weight.dtype).removeprefix("torch.")
+            stored = weight
+            if is_wrapped(weight):  # torchao: the dtype its data is stored in, not its facade
+                stored = max(inner_tensors(weight), key=lambda t: t.numel())
+            dtype = str(stored.dtype).removeprefix("torch.")
             label = dtype if kind in ("Parameter", "Tensor") else f"{dtype} ({kind})"
             counts[label] += weight.numel()
     return counts.most_common(1)[0][0] if counts else "unknown"
@@ -191,7 +187,9 @@ def compute_dtype(observed: dict[str, int], tf32: bool) -> str:
     by_dtype: Counter[str] = Counter()
     for key, count in observed.items():
         op, _, dtype = key.rpartition(":")
-        by_dtype["int8" if op.startswith("quantized.") else dtype] += count
+        # quantized.* (torch.ao) and _int_mm (torchao: uint8 activations x int8 weights)
+        integer = op.startswith("quantized.") or op.endswith("._int_mm")
+        by_dtype["int8" if integer else dtype] += count
     if not by_dtype:
         return "unknown"
     dtype, count = by_dtype.most_common(1)[0]

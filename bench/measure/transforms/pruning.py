@@ -22,22 +22,34 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from bench.errors import BuildError, UnsupportedCase
-from bench.measure.models.build import Inputs
+from bench.measure.fidelity import first_tensor
+from bench.measure.models.build import Inputs, call
+from bench.measure.models.hf import HFModel
+from bench.measure.transforms import hf_pruning
 from bench.suite.axes import Prune
 
 PrunableTarget = tuple[nn.Module, str]
 
 
 def prunable_weights(module: nn.Module) -> list[PrunableTarget]:
-    """Weights that do multiply-accumulate work: Linear and Conv weights and attention's
-    packed input projection. Embeddings are lookups, not FLOPs, and are left alone."""
+    """Weights that do multiply-accumulate work: Linear and Conv weights (transformers'
+    Conv1D, a transposed Linear, too) and attention's packed input projection. Embeddings are
+    lookups, not FLOPs, and are left alone, and so is an output layer tied to one (GPT-2's
+    language-model head is its token embedding): masking it would mask the lookup too."""
+    embeddings = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding)}
     targets: list[PrunableTarget] = []
     for sub in module.modules():
-        if isinstance(sub, (nn.Linear, nn.modules.conv._ConvNd)):
-            targets.append((sub, "weight"))
+        if isinstance(sub, (nn.Linear, nn.modules.conv._ConvNd)) or _is_hf_conv1d(sub):
+            if id(sub.weight) not in embeddings:
+                targets.append((sub, "weight"))
         elif isinstance(sub, nn.MultiheadAttention) and sub.in_proj_weight is not None:
             targets.append((sub, "in_proj_weight"))
     return targets
+
+
+def _is_hf_conv1d(module: nn.Module) -> bool:
+    return (type(module).__name__ == "Conv1D" and type(module).__module__.startswith(
+        "transformers") and isinstance(getattr(module, "weight", None), nn.Parameter))
 
 
 def sparsity(targets: list[PrunableTarget]) -> float:
@@ -101,6 +113,15 @@ def prune_structured(module: nn.Module, inputs: Inputs, prune: Prune) -> dict[st
     """
     import torch_pruning as tp
 
+    with torch.inference_mode():
+        shape_before = _output_shape(call(module, inputs))
+    if isinstance(module, HFModel) and (hf_pruning.find_attention(module.model)
+                                        or hf_pruning.find_mlps(module.model)
+                                        or hf_pruning.unknown_attention(module.model, [])):
+        before = _shapes(module)
+        done = hf_pruning.prune_transformer(module.model, prune)
+        _check_output(module, inputs, shape_before)
+        return {**done, **_changed(before, _shapes(module))}
     head = classifier_head(module)
     before = _shapes(module)
     attention = [m for m in module.modules() if isinstance(m, nn.MultiheadAttention)]
@@ -115,17 +136,42 @@ def prune_structured(module: nn.Module, inputs: Inputs, prune: Prune) -> dict[st
         pruner.step()
     for mha in attention:  # keep MHA's bookkeeping consistent with its pruned projections
         mha.head_dim = mha.embed_dim // mha.num_heads
-    after = _shapes(module)
-    changed = sorted(name for name, shape in after.items() if before.get(name) != shape)
-    if not changed:
+    changed = _changed(before, _shapes(module))
+    if not changed["layers_changed"]:
         raise UnsupportedCase(
             f"structured pruning at ratio {prune.ratio} removed nothing from this model (no "
             f"prunable channel group, or every group is smaller than round_to={prune.round_to})")
+    _check_output(module, inputs, shape_before)
     return {"method": "structured", "nominal_ratio": prune.ratio, "round_to": prune.round_to,
             "importance": "L1 magnitude per channel group",
-            "kept_head": type(head).__name__ if head is not None else None,
-            "layers_changed": len(changed),
-            "shapes": {name: [list(before[name]), list(after[name])] for name in changed[:50]}}
+            "kept_head": type(head).__name__ if head is not None else None, **changed}
+
+
+def _changed(before: dict[str, tuple[int, ...]],
+             after: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    names = sorted(name for name, shape in after.items() if before.get(name) != shape)
+    return {"layers_changed": len(names),
+            "shapes": {name: [list(before[name]), list(after[name])] for name in names[:50]}}
+
+
+def _output_shape(output: Any) -> tuple[int, ...] | None:
+    tensor = first_tensor(output)
+    return None if tensor is None else tuple(tensor.shape)
+
+
+def _check_output(module: nn.Module, inputs: Inputs, shape_before: tuple[int, ...] | None
+                  ) -> None:
+    """The pruned model runs and its output keeps its shape; otherwise it is not the model
+    the case asked for, and the case fails saying so."""
+    try:
+        with torch.inference_mode():
+            shape_after = _output_shape(call(module, inputs))
+    except Exception as exc:
+        raise BuildError(f"the structurally pruned model no longer runs: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    if shape_after != shape_before:
+        raise BuildError(f"structured pruning changed the output shape from {shape_before} to "
+                         f"{shape_after}")
 
 
 # ---- 2:4 semi-structured --------------------------------------------------------------------

@@ -10,6 +10,7 @@ from bench.report.model import ReportInput, Section
 from bench.report.sections import (
     comparison,
     distributions,
+    generation,
     profile,
     recommendation,
     resources,
@@ -30,6 +31,7 @@ SECTION_BUILDERS: tuple[SectionBuilder, ...] = (
     trend.build,
     table.build,
     scaling.build,
+    generation.build,
     transforms.build_pruning,
     transforms.build_precision,
     tradeoffs.build,

@@ -54,6 +54,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("model", "model", _text, False),
     Column("depth", "depth", _count),
     Column("width", "width", _count),
+    Column("heads", "heads", _count),
+    Column("kv heads", "kv_heads", _count),
+    Column("vocab", "vocab_size", _count, default=False),
+    Column("new tokens", "new_tokens", _count),
     Column("activation", "activation", _text, False, default=False),
     Column("batch", "batch_size", _count),
     Column("precision", "precision", _text, False),
@@ -69,6 +73,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("noise (%)", "noise", _percent, default=False),
     Column("throughput (items/s)", "throughput_items_s", fmt),
     Column("samples", "n_samples", _count, default=False),
+    Column("prefill (ms)", "prefill_ms", fmt),
+    Column("KV cache (MiB)", "kv_cache_bytes", _bytes_mib),
     Column("instructions/call", "instructions_per_call", si),
     Column("instructions/item", "instructions_per_item", si, default=False),
     Column("count spread (%)", "instructions_spread_pct", fmt),
@@ -81,6 +87,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("sparsity (%)", "prune_sparsity", _percent, default=False),
     Column("fidelity rel. L2", "fidelity_rel_l2", fmt),
     Column("top-1 agreement (%)", "fidelity_top1_agreement", _percent),
+    Column("next-token top-1 (%)", "fidelity_next_token_top1", _percent),
     Column("above runtime (MiB)", "memory_above_runtime_bytes", _bytes_mib),
     Column("peak RSS (MiB)", "peak_rss_bytes", _bytes_mib),
     Column("peak RSS timed (MiB)", "peak_rss_timed_bytes", _bytes_mib, default=False),
@@ -186,7 +193,8 @@ def build(report: ReportInput) -> Section | None:
         return None
     intro = ("<p>One row per case. Click a header to sort; type to filter (every word must "
              "appear in the row). Latencies are medians of the raw samples; CI ± is the half-"
-             "width of the median's 95% confidence interval.</p>")
+             "width of the median's 95% confidence interval. For generate cases the median "
+             "and throughput are per decoded token (tokens/s).</p>")
     return Section("results", "Results",
                    (Html(intro + results_table(rows, show_run=len(report.runs) > 1)),))
 
