@@ -318,7 +318,8 @@ def _no_autocast():
 
 def test_decode_samples_become_per_token():
     timing = TimingResult(samples_ns=(800.0, 1600.0), block_size=2, first_call_ns=4000.0,
-                          warmup_iters=3, warmup_ns=10, calibration_iters=4, min_block_ns=1.0,
+                          warmup_iters=3, warmup_ns=10, warmup_steady=True, calibration_iters=4,
+                          min_block_ns=1.0,
                           measure_ns=100, ci_rel=0.1, target_met=False, stop_reason="max_time",
                           clock="fake")
     tokens = generation.per_token(timing, 8)

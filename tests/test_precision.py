@@ -399,3 +399,20 @@ def test_a_worker_runs_pinned_away_from_the_samplers(write_suite, tmp_path):
         assert placement == {"pinned": True, "cpus": list(cpus), "sampler_cpu": spare}
     assert record.metrics["threads"] == env.auto_threads()
     assert load(tmp_path / "run")["cpu_affinity"][0] == placement
+
+
+def test_timings_reported_as_metrics_get_the_level_across_workers():
+    """A generate case's prefill latency (a metric with its interval) is treated like the main
+    timing: its level and interval come from all the workers, not the first one's."""
+    workers = [replace(record("gen", lognormal(1.0, 20, seed=k)), repeat=k,
+                       metrics={"prefill_ms": m, "prefill_ci_low_ms": m * 0.995,
+                                "prefill_ci_high_ms": m * 1.005,
+                                "prefill_throughput_items_s": 640 / m})
+               for k, m in enumerate((10.0, 11.0, 9.5))]
+    merged = merge(workers).metrics
+    expected = level([10.0, 11.0, 9.5])
+    assert merged["prefill_ms"] == pytest.approx(expected.value)
+    assert (merged["prefill_ci_low_ms"], merged["prefill_ci_high_ms"]) == pytest.approx(
+        (expected.low, expected.high))
+    assert merged["prefill_throughput_items_s"] == pytest.approx(640 / expected.value)
+    assert merge([workers[0]]).metrics["prefill_ci_low_ms"] == pytest.approx(9.95)

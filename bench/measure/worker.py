@@ -203,7 +203,7 @@ def _generate(generation: Generation, device: torch.device, job: WorkerJob, out:
     metrics, the KV cache's size after a full decode to its metrics."""
     from bench.stats import summarize
 
-    settings, batch = job.case.settings, job.case.batch_size
+    settings, batch = job.case.worker_settings(), job.case.batch_size
     prefill = measure(generation.prefill, clock_for(device), settings)
     stats = summarize(prefill.samples_ns, items_per_iter=batch * generation.prompt_tokens,
                       confidence=settings.confidence)

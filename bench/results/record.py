@@ -204,6 +204,8 @@ def _whole(value: Any) -> bool:
 
 #: Integer columns that would turn float where some rows (failed cases) have no value.
 INTEGER_COLUMNS = ("depth", "width", "features", "image_size", "seq_len", "classes",
+                   "heads", "kv_heads", "vocab_size", "new_tokens", "prompt_tokens",
+                   "kv_cache_bytes",
                    "batch_size", "n_samples", "repeats", "block_size", "warmup_iters", "threads",
                    "params_total", "params_nonzero", "weight_bytes", "buffer_bytes",
                    "rss_before_build_bytes", "peak_rss_bytes", "peak_rss_timed_bytes",

@@ -46,6 +46,7 @@ def merge(group: list[Record]) -> Record:
         timing["target_met"] = all((r.timing or {}).get("target_met") for r in ok)
         timing["measure_ns"] = sum((r.timing or {}).get("measure_ns") or 0 for r in ok)
     metrics = dict(base.metrics)
+    metrics.update(_timed_metric_levels(ok))
     for key in _peak_metrics(ok):
         values = [r.metrics[key] for r in ok if isinstance(r.metrics.get(key), (int, float))]
         if values:
@@ -110,6 +111,30 @@ def _pooled_counts(records: list[Record], base: Record) -> dict[str, float]:
     return {"instructions_per_call": median, "instructions_per_item": median / batch,
             "instructions_spread_pct": (max(values) - min(values)) / median * 100 if median
             else 0.0}
+
+
+def _timed_metric_levels(records: list[Record]) -> dict[str, float]:
+    """Timings a worker reports as metrics with their interval (`prefill_ms`,
+    `prefill_ci_low_ms`, `prefill_ci_high_ms`), as the case's level across its workers
+    (`bench.stats.level`), like the main timing: one worker's interval sees nothing of what
+    varies between runs. A rate beside them (`prefill_throughput_items_s`) follows."""
+    from bench.stats import level
+
+    out: dict[str, float] = {}
+    first = records[0].metrics if records else {}
+    stems = [k.removesuffix("_ci_low_ms") for k in first if k.endswith("_ci_low_ms")]
+    for stem in stems:
+        values = [r.metrics.get(f"{stem}_ms") for r in records]
+        if len(values) < 2 or not all(isinstance(v, (int, float)) and v > 0 for v in values):
+            continue
+        confidence = float(records[0].settings.get("confidence") or 0.95)
+        case = level([float(v) for v in values if v is not None], confidence)
+        out.update({f"{stem}_ms": case.value, f"{stem}_ci_low_ms": case.low,
+                    f"{stem}_ci_high_ms": case.high})
+        rate = first.get(f"{stem}_throughput_items_s")
+        if isinstance(rate, (int, float)) and isinstance(values[0], (int, float)):
+            out[f"{stem}_throughput_items_s"] = float(rate) * float(values[0]) / case.value
+    return out
 
 
 def _peak_metrics(records: list[Record]) -> set[str]:
