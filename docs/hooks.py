@@ -301,7 +301,7 @@ def gate_metrics_table() -> str:
 def commands_table() -> str:
     """Every `archbench` command with its one-line help."""
     rows = ["| command | what it does |", "|---|---|"]
-    for name, parser, help_text in _subcommands(_root()):
+    for name, _parser, help_text in _subcommands(_root()):
         anchor = f"archbench-{name}"
         rows.append(f"| [`archbench {name}`](#{anchor}) | {cell(help_text)} |")
     return "\n".join(rows)

@@ -14,7 +14,9 @@ and `examples/`. Its fenced blocks run in order, in that folder:
   `<!-- docs-test: setup: COMMAND -->` runs a hidden command first; `<!-- docs-test: exit 0 1 -->`
   accepts those exit codes (a verdict that depends on this machine's timings);
   `<!-- docs-test: skip: REASON -->` leaves the block out, saying why.
-- `--8<-- "path"` lines embed a repository file, as pymdownx.snippets does on the site.
+- `--8<-- "path"` lines embed a repository file, as pymdownx.snippets does on the site;
+- `<!-- docs-test: after PAGE -->` anywhere on a page starts it in a copy of the folder PAGE
+  left (the guides that continue from Getting started's run), running PAGE first if needed.
 
 How it shortens runs. The pages show the commands a user types, with the default, honest
 measuring settings. Here `archbench run` and `archbench ab` get, before the page's own
@@ -70,6 +72,7 @@ pytest() {{ command pytest -p no:cacheprovider {_PYTEST_SET} "$@"; }}
 RUN_LANGS = {"bash", "sh", "python", "toml", "yaml"}
 OUTPUT_LANGS = {"", "text"}
 DIRECTIVE = re.compile(r"^\s*<!--\s*docs-test:\s*(\w+):?\s*(.*?)\s*-->\s*$")
+AFTER = re.compile(r"^<!--\s*docs-test:\s*after\s+(\S+)\s*-->\s*$", re.M)
 FENCE = re.compile(r"^(\s*)(`{3,})\s*([\w-]*)[^`]*$")
 SNIPPET = re.compile(r'^(\s*)--8<--\s+"([^"]+)"\s*$')
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
@@ -99,7 +102,9 @@ def blocks(page: Path) -> list[Block]:
         line = lines[index]
         directive = DIRECTIVE.match(line)
         fence = FENCE.match(line)
-        if directive:
+        if directive and directive.group(1) == "after":
+            pass  # a page-level directive (see `start_folder`)
+        elif directive:
             kind, argument = directive.groups()
             assert kind in ("skip", "file", "setup", "exit"), \
                 f"{page.name}:{index + 1}: unknown docs-test directive {kind!r}"
@@ -193,25 +198,50 @@ def page_id(page: Path) -> str:
     return str(page.relative_to(ROOT))
 
 
-@pytest.mark.parametrize("page", PAGES, ids=page_id)
-def test_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+#: The folder each page left, for the pages that continue from it (`after`).
+_FOLDERS: dict[Path, Path] = {}
+
+
+def start_folder(page: Path, factory: pytest.TempPathFactory) -> Path:
+    """A fresh folder for the page: copies of suites/ and examples/, or a copy of the folder
+    the page it continues from left."""
+    folder = factory.mktemp(page.stem) / "page"
+    after = AFTER.search(page.read_text(encoding="utf-8"))
+    if after:
+        before = (ROOT / after.group(1)).resolve()
+        assert before.is_file(), f"{page_id(page)}: docs-test after {after.group(1)}: no such page"
+        shutil.copytree(run_page(before, factory), folder, symlinks=True)
+    else:
+        folder.mkdir()
+        for name in ("suites", "examples"):
+            shutil.copytree(ROOT / name, folder / name)
+    return folder
+
+
+def run_page(page: Path, factory: pytest.TempPathFactory) -> Path:
+    """Run a page's blocks in order (once per session); the folder it leaves."""
+    if page in _FOLDERS:
+        return _FOLDERS[page]
     found = blocks(page)
     for block in found:
         assert block.lang in RUN_LANGS | OUTPUT_LANGS, \
             f"{block.where}: a ```{block.lang} block: use bash, python, toml, yaml or text"
     runnable = [b for b in found if b.lang in RUN_LANGS and "skip" not in b.directives]
-    if not runnable:
-        return
-    folder = tmp_path / "page"
-    folder.mkdir()
-    for name in ("suites", "examples"):
-        shutil.copytree(ROOT / name, folder / name)
-    monkeypatch.chdir(folder)
+    folder = start_folder(page, factory)
     namespace: dict[str, Any] = {"__name__": "__docs__"}
     started = time.perf_counter()
-    for block in runnable:
-        run_block(block, folder, namespace)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        for block in runnable:
+            run_block(block, folder, namespace)
     print(f"{page_id(page)}: {len(runnable)} block(s) in {time.perf_counter() - started:.1f} s")
+    _FOLDERS[page] = folder
+    return folder
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_examples_run(page: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    run_page(page, tmp_path_factory)
 
 
 # ---- links -----------------------------------------------------------------------------------
