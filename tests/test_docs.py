@@ -239,6 +239,7 @@ def run_page(page: Path, factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
 def test_examples_run(page: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     run_page(page, tmp_path_factory)
