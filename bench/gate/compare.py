@@ -74,7 +74,10 @@ FRAME_COLUMNS = ("case_id", "name", "metric", "baseline", "candidate", "delta_pc
 
 @dataclass(frozen=True)
 class CompareOptions:
-    """How strict the gate is. `thresholds` are parsed rules (see `bench.gate.thresholds`)."""
+    """How strict the gate is: `thresholds` (rules from `bench.gate.thresholds.parse_thresholds`),
+    `alpha` and `correction` ("holm" or "bh") across cases, `min_samples` a side,
+    `confidence` of the intervals, `allow_env_mismatch`, and the paired test and quantile
+    for runs measured side by side."""
 
     thresholds: tuple[ThresholdRule, ...] = ()
     #: Family-wise (holm) or false-discovery (bh) level for the corrected p-values.
@@ -158,6 +161,10 @@ class MetricVerdict:
 
 @dataclass(frozen=True)
 class Comparison:
+    """The gate's answer for two runs: one verdict per case and metric (`regression`,
+    `improvement`, `same`, `inconclusive`), the cases found on one side only, and how the
+    runs were compared (correction, thresholds, environments, pairing)."""
+
     verdicts: tuple[MetricVerdict, ...]
     only_in_baseline: tuple[str, ...] = ()
     only_in_candidate: tuple[str, ...] = ()
@@ -184,6 +191,7 @@ class Comparison:
 
     @property
     def has_regression(self) -> bool:
+        """Whether any verdict is a regression: what makes `compare` and `ab` exit 1."""
         return bool(self.regressions)
 
     def counts(self) -> dict[str, int]:
@@ -209,6 +217,8 @@ class Comparison:
         return tuple(v for v in self.verdicts if v.case_id == case_id)
 
     def to_frame(self) -> pd.DataFrame:
+        """One row per verdict: case, metric, both sides, the change in % with its
+        interval, raw and adjusted p-values, and the verdict."""
         import pandas as pd
 
         rows = [v.to_dict() for v in self.verdicts]

@@ -26,9 +26,11 @@ def archbench(request: pytest.FixtureRequest) -> Callable[..., Record]:
 
     Options: `name` (several measurements in one test), `batch_size` (items per call, for
     throughput; default the input's first dimension), `device` ("cpu", "cuda", "cuda:N"),
-    and any measurement setting (`max_time_s`, `min_samples`, `threads`, ...). Returns the
-    Record (status, samples, metrics); an unsupported device skips the test, a failure fails
-    it. The record is stored in the session's run folder and gated against a baseline.
+    the transforms (`precision`, `prune`, `compile`, `mode`) and any measurement setting
+    (`max_time_s`, `min_samples`, `threads`, ...). Returns the Record (`median_ms`, `ci_ms`,
+    `summary()`, `metrics`); an unsupported device skips the test, a failure fails it. The
+    record is stored in the session's run folder and gated against a baseline. It measures
+    in the test's process: one worker, no isolation, no timeout.
     """
     session = session_of(request.config)
     counter = itertools.count()

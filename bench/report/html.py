@@ -87,6 +87,7 @@ def _source(report: ReportInput) -> str:
 
 
 def write_html(text: str, path: str | Path) -> Path:
+    """Write a rendered report to `path` (its folder created if needed); return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

@@ -66,9 +66,15 @@ class _Strict(BaseModel):
 
 
 class PruneEntry(_Strict):
+    #: "unstructured" (L1 magnitude masks), "structured" (whole neurons, channels and head
+    #: dimensions removed along the dependency graph), "semi-structured-2:4" (CUDA, fp16/bf16).
     method: PruneMethod
+    #: The fraction of weights (unstructured) or of channels and neurons (structured) to
+    #: remove, in (0, 1); a list sweeps several. 2:4 sparsity is 0.5 by definition.
     ratio: Annotated[list[StrictFloat | StrictInt], *_AXIS] | None = None
+    #: Unstructured: rank weights within each layer ("layer") or across all layers ("global").
     scope: Literal["layer", "global"] = "layer"
+    #: Structured: round each pruned layer's channel count to a multiple of this.
     round_to: Annotated[int, Field(ge=1, le=1024)] = 8
 
 
@@ -78,40 +84,74 @@ class SuiteHeader(_Strict):
 
 
 class SweepBlock(_Strict):
+    """One `[[sweep]]` block: its cases are the product of its axes, less `exclude`. An axis
+    given one value may be written without the list."""
+
+    #: A label for the block (grouping in reports).
     name: StrictStr = ""
+    #: A built-in model, or a factory "package.module:function" / "path/file.py:function".
     model: StrAxis
+    #: Layers or blocks (models that take it).
     depth: IntAxis | None = None
+    #: Hidden units, channels or d_model (models that take it).
     width: IntAxis | None = None
+    #: Attention heads of a transformers family (default: the config's, kept a divisor of
+    #: `width`).
     heads: IntAxis | None = None
+    #: Key/value heads for grouped-query attention (a divisor of `heads`).
     kv_heads: IntAxis | None = None
+    #: The token vocabulary of a transformers family.
     vocab_size: IntAxis | None = None
+    #: The activation between layers (models that take it).
     activation: Annotated[list[Activation], *_AXIS] | None = None
+    #: The MLP's input size.
     features: IntAxis | None = None
+    #: The CNN's input side (pixels).
     image_size: IntAxis | None = None
+    #: Tokens per input (transformer, text classifier).
     seq_len: IntAxis | None = None
+    #: Output classes.
     classes: IntAxis | None = None
+    #: Tokens `mode = "generate"` decodes after its prompt of `seq_len` tokens.
     new_tokens: Annotated[list[Annotated[int, Field(ge=1, le=MAX_NEW_TOKENS, strict=True)]],
                           *_AXIS] | None = None
+    #: Items per call; throughput counts them.
     batch_size: BatchAxis = [1]
+    #: "cpu", "cuda" or "cuda:N"; a device this machine lacks records its cases unsupported.
     device: StrAxis = ["cpu"]
+    #: What the weights are stored in and what the matmuls compute in.
     precision: Annotated[list[Precision], *_AXIS] = ["fp32"]
+    #: "none", or tables { method, ratio, scope, round_to } (below).
     prune: Annotated[list[PruneEntry], BeforeValidator(_prune_shorthand),
                      Field(min_length=1)] = [PruneEntry(method="none")]
+    #: torch.compile mode, or "eager" for none.
     compile: Annotated[list[CompileMode], *_AXIS] = ["eager"]
+    #: "inference" (a forward call), "train" (forward, loss, backward, AdamW step) or
+    #: "generate" (decoder-only transformers: prefill, then per-token decode with the cache).
     mode: Annotated[list[Mode], *_AXIS] = ["inference"]
+    #: Free-form keywords a user factory reads from `case.model_args`, or other fields of a
+    #: transformers family's config (part of the case's identity).
     model_args: dict[str, StrictStr | StrictInt | StrictFloat | bool |
                      list[StrictInt | StrictFloat | StrictStr]] | None = None
+    #: Tables of axis values; a case is dropped when every axis of one table matches one of
+    #: the table's values.
     exclude: list[dict[str, Any]] = []
+    #: Settings for this block's cases, over the suite's `[settings]`.
     settings: dict[str, Any] = {}
 
 
 class DecideTable(_Strict):
     """`[decide]`: the question `archbench run` answers at its end (see `archbench best`)."""
 
+    #: What to optimise: the lowest median_ms, p99_ms, energy_per_item or peak_memory, or
+    #: the highest throughput.
     objective: Literal["median_ms", "p99_ms", "throughput", "energy_per_item",
                        "peak_memory"] = "median_ms"
+    #: "METRIC<=VALUE[UNIT]" (also <, >=, >) on any metric of the run.
     constraints: list[StrictStr] = []
+    #: How many ranked answers to show.
     top: Annotated[int, Field(ge=1)] = 5
+    #: How sure a timing constraint must be met (its confidence interval's level).
     confidence: Annotated[StrictFloat, Field(ge=0.5, lt=1)] = 0.95
 
 

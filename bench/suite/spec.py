@@ -53,12 +53,15 @@ class Settings:
 
     __pydantic_config__ = ConfigDict(extra="forbid")
 
-    #: Calls before timing, at least; then until the timings are steady (`warmup =
-    #: "steady"`: the last three windows of calls agree within STEADY_TOLERANCE) or
-    #: `warmup_time_s` has passed. "fixed" warms up for the whole `warmup_time_s`.
+    #: Calls before timing, at least; then the warm-up goes on as `warmup` says.
     warmup_iters: Count = 10
+    #: The longest warm-up after `warmup_iters` calls ("steady"), or its length ("fixed").
     warmup_time_s: NonNegativeFloat = 0.25
+    #: "steady": warm up until the time per call of the last three windows of calls agrees
+    #: within STEADY_TOLERANCE (5%), or `warmup_time_s` has passed; "fixed": for the whole
+    #: `warmup_time_s`. The first call is timed on its own either way.
     warmup: Literal["steady", "fixed"] = "steady"
+    #: Per worker: the fewest samples before it may stop.
     min_samples: Annotated[int, Field(ge=2, le=MAX_COUNT, strict=True)] = 10
     #: Per worker: the shortest measuring window.
     min_time_s: NonNegativeFloat = 0.2
@@ -68,7 +71,9 @@ class Settings:
     #: The relative half-width of the level's 95% interval a case stops at (and a worker at
     #: its own median's).
     target_ci: Annotated[float, Field(gt=0, lt=1, strict=True, allow_inf_nan=False)] = 0.02
+    #: The confidence level of every interval a case reports.
     confidence: Annotated[float, Field(gt=0.5, lt=1, strict=True, allow_inf_nan=False)] = 0.95
+    #: Per worker: a hard cap on samples.
     max_samples: Annotated[int, Field(ge=2, le=MAX_COUNT, strict=True)] = 100_000
     #: Whole-case limit (build + warm-up + measuring); past it the worker is killed.
     timeout_s: PositiveFloat = 300.0
@@ -77,6 +82,8 @@ class Settings:
     threads: Annotated[int, Field(ge=1, le=4096, strict=True)] | None = None
     #: Pin the worker to the measuring CPUs and the parent's sampler threads to the one left.
     pin_cpus: Annotated[bool, Field(strict=True)] = True
+    #: Seeds torch's RNG before the model is built (weights) and `seed + 1` before its input
+    #: is made, so every run measures the same weights on the same input.
     seed: Annotated[int, Field(ge=0, lt=2**63 - 1, strict=True)] = 0
     #: Sample the worker from the parent (RSS, NVML) and read CUDA memory per phase. Off, a
     #: case records timing and model statistics only (what the overhead benchmark compares).
@@ -88,6 +95,7 @@ class Settings:
     #: After timing, run torch.profiler over `profile_iters` calls (outside the timed window)
     #: and keep the top operators and a Chrome trace.
     profile: Annotated[bool, Field(strict=True)] = False
+    #: Calls the profiler records, after one unrecorded call that absorbs its start-up.
     profile_iters: Annotated[int, Field(ge=1, le=10_000, strict=True)] = 5
     #: Worker processes per case, visited in rounds through the run so they sample the
     #: machine at different times. "auto": from `min_repeats` to `max_repeats`, as the
@@ -95,16 +103,19 @@ class Settings:
     #: measuring up to max_time_s; 1 measures no variation between runs, and every place
     #: that shows its interval says so.
     repeats: Literal["auto"] | Annotated[int, Field(ge=1, le=100, strict=True)] = "auto"
+    #: With repeats = "auto": the fewest workers a case gets.
     min_repeats: Annotated[int, Field(ge=2, le=100, strict=True)] = 3
+    #: With repeats = "auto": the most workers a case gets.
     max_repeats: Annotated[int, Field(ge=2, le=100, strict=True)] = 10
     #: What a case measures: "time" (wall clock) or "instructions" (counted under
     #: callgrind in the counting worker: CPU cases, one thread, no telemetry; see
     #: bench.engine.counting). Counts do not move with the machine's load.
     measure: Literal["time", "instructions"] = "time"
-    #: Counting: calls before counting (CPython specialises code over its first calls), calls
-    #: per counted sample, and samples per case.
+    #: Counting: calls before counting (CPython specialises code over its first calls).
     count_warmup: Annotated[int, Field(ge=1, le=MAX_COUNT, strict=True)] = 10
+    #: Counting: calls per counted sample.
     count_calls: Annotated[int, Field(ge=1, le=MAX_COUNT, strict=True)] = 5
+    #: Counting: counted samples per case.
     count_samples: Annotated[int, Field(ge=1, le=1000, strict=True)] = 3
     #: Counting: which kernels torch's libraries use under valgrind. "sse4.2" pins MKL,
     #: oneDNN and ATen to their SSE4.2/baseline kernels: the same counts on any x86-64 CPU,

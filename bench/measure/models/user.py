@@ -1,6 +1,6 @@
 """User factories: `model = "package.module:function"` or `"path/to/file.py:function"`.
 
-The contract (also in the README)::
+The contract (also in docs/guides/suites.md)::
 
     def my_factory(case: bench.suite.spec.Case) -> tuple[torch.nn.Module, Callable[[int], Tensor]]:
         # case.depth, case.width, case.activation, case.features, case.image_size,
