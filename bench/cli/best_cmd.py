@@ -28,9 +28,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "best", help="the best configuration under constraints, with its confidence",
         description="Rank the measured configurations by an objective among those meeting "
                     "every constraint. A timing constraint is met when the far bound of the "
-                    "metric's distribution-free confidence interval meets it; cases whose "
-                    "point value meets it but whose interval does not are listed as "
-                    "uncertain, with the samples that would settle it.",
+                    "metric's confidence interval meets it (the median's is the case's level "
+                    "across its workers; other percentiles' come from the pooled samples); "
+                    "cases whose point value meets it but whose interval does not are listed "
+                    "as uncertain, with what would settle it.",
         epilog="Constraints: METRIC<=VALUE[UNIT] (also <, >=, >), e.g. \"p99_ms<=5\", "
                "\"peak_rss_bytes<=2GiB\", \"fidelity_top1_agreement>=0.99\", "
                "\"throughput>=500/s\"; units ns us ms s, B KiB MiB GiB KB MB GB, J mJ, W, %. "
