@@ -21,8 +21,8 @@ import numpy as np
 from bench.history.detect import (
     DEFAULT_ALPHA,
     DEFAULT_DRIFT_GAP,
-    DEFAULT_PENALTY,
     DEFAULT_WINDOW,
+    DEFAULT_Z,
     ChangePoint,
     SeriesFit,
     fit_series,
@@ -39,10 +39,10 @@ if TYPE_CHECKING:
 class DetectOptions:
     """Knobs of the detector (defaults chosen by benchmarks/history_quality.py)."""
 
-    penalty: float = DEFAULT_PENALTY
+    z_threshold: float = DEFAULT_Z
+    alpha: float = DEFAULT_ALPHA
     window: int = DEFAULT_WINDOW
     drift_gap: int = DEFAULT_DRIFT_GAP
-    alpha: float = DEFAULT_ALPHA
 
 
 @dataclass(frozen=True)
@@ -172,9 +172,9 @@ def analyse(series: Sequence[Series], accepted: Iterable[Accepted] = (),
     changes: list[Change] = []
     for s in series:
         cuts = _cuts(s, accepted, order)
-        fit = fit_series(s.log_level, s.se_log, penalty=options.penalty, window=options.window,
-                         drift_gap=options.drift_gap, forced=cuts,
-                         repeats=s.repeats or None, alpha=options.alpha)
+        fit = fit_series(s.log_level, s.se_log, z_threshold=options.z_threshold,
+                         alpha=options.alpha, window=options.window,
+                         drift_gap=options.drift_gap, forced=cuts)
         fits[s.key] = fit
         for point in fit.change_points:
             changes.append(_place(s, point, accepted=False))
@@ -291,8 +291,7 @@ def latest_levels(history: History) -> list[dict[str, Any]]:
         newest = latest.get(s.key)
         rows.append({"series": s, "level_ms": float(s.level_ms[-1]),
                      "low_ms": float(s.low_ms[-1]), "high_ms": float(s.high_ms[-1]),
-                     "points": len(s.commits), "noise_pct": 100 * float(
-                         np.hypot(fit.tau, fit.se_median)),
+                     "points": len(s.commits), "noise_pct": 100 * fit.noise,
                      "changes": counts.get(s.key, 0),
                      "last_change": newest})
     return rows
