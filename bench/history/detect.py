@@ -141,12 +141,14 @@ def fit_series(log_level: Sequence[float] | np.ndarray,
     cuts = sorted({i for i in forced if 0 < i < n})
     parts = list(itertools.pairwise([0, *cuts, n]))
 
+
     def fit_parts(dependence: float) -> list[int]:
         found = []
         for a, b in parts:
             found += [a + i for i in _changes(y[a:b], z_threshold, alpha, window, dependence)]
         return found
 
+    # wander is measured on the residuals of a first fit that assumes none
     detected = fit_parts(1.0)
     dependence = dependence_factor(y, sorted({0, n, *cuts, *detected}))
     if dependence > 1.0:
@@ -177,7 +179,7 @@ def _changes(y: np.ndarray, z_threshold: float, alpha: float, window: int,
         return []
     scale = math.sqrt(dependence)
     scan = RankScan(y)
-    chosen = _search(scan, n, z_threshold * scale)
+    chosen = _search(scan, n, z_threshold)
     while chosen:
         chosen = _place(scan, n, chosen)
         if not chosen:
