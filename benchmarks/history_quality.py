@@ -42,6 +42,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import time
@@ -203,7 +204,7 @@ def asv_points(series: list[Series]) -> tuple[dict[str, list[Found]], dict[str, 
         half = 2.5758 * s.se_log
         weights = 2 / np.abs(values * np.exp(half) - values * np.exp(-half))
         steps = detect_steps(values.tolist(), weights.tolist())
-        for prev, cur in zip(steps[:-1], steps[1:], strict=False):
+        for prev, cur in itertools.pairwise(steps):
             steps_out[s.case_id].append(Found(cur[0], cur[0], cur[2] > prev[2], "step"))
         _, _, jumps = detect_regressions(steps, 0.05)
         for jump in jumps or []:

@@ -12,13 +12,12 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import replace
+from datetime import UTC
 from pathlib import Path
 
 import numpy as np
 import pytest
 from gate_helpers import ENV, record, write_run
-
-from benchmarks.history_quality import FAMILIES
 
 from bench.cli import main
 from bench.errors import ResultsError
@@ -28,6 +27,8 @@ from bench.history import store as store_module
 from bench.history.detect import DEFAULT_ALPHA, MIN_SIZE, fit_series
 from bench.history.ranks import EXACT_SIDE
 from bench.history.rows import pytest_benchmark_rows
+from bench.history.store import EXTRA_METRICS
+from benchmarks.history_quality import FAMILIES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -373,6 +374,66 @@ def test_check_fails_on_a_new_regression_until_accepted(tmp_path):
     assert [v.verdict for v in result.verdicts if v.change.series.name == "a"] == ["accepted"]
     store.accept(sha(45))
     assert not check(load_history(store), (), last=5).failed
+
+
+def test_check_judges_a_change_from_the_push_that_makes_it_sure():
+    """A case noisy enough that a 10% step needs more commits at its new level than
+    --last: the change is older than the newest five commits when it is first sure; it is
+    judged from that push on (at the edge of the evidence it may come and go for a few
+    pushes), and no longer once the history knew it five pushes ago."""
+    from bench.history.analyse import analyse
+    from benchmarks.history_quality import make_series
+
+    y = noisy(160, 0.05, 12)
+    y[120:] += math.log(1.10)
+    shas = tuple(sha(i) for i in range(160))
+    times = tuple(np.datetime64("2026-01-01T00:00") + np.timedelta64(i, "h")
+                  for i in range(160))
+    times = tuple(t.astype("datetime64[us]").item().replace(tzinfo=UTC) for t in times)
+    flagged = []
+    for t in range(121, 161):
+        s = make_series(0, y[:t], np.full(t, 0.01), shas[:t], times[:t], "noisy")
+        result = check(analyse([s]), parse_thresholds(["5%"]), last=5)
+        if result.failed:
+            (verdict,) = result.regressions
+            flagged.append((t, shas.index(verdict.change.commit)))
+    assert flagged, "never flagged"
+    assert flagged[0][0] - 120 > 5  # sure only once older than --last
+    assert all(abs(index - 120) <= 1 for _, index in flagged)
+    assert flagged[-1][0] < 150, flagged
+
+
+def metric_run(tmp: Path, index: int, rss: float, instructions: float) -> Path:
+    """A run whose case records a peak RSS and instruction counts (and a flat timing)."""
+    rng = np.random.default_rng(index)
+    rec = record("a", list(1.0 * np.exp(rng.normal(0.0, 0.01, 20))), run_id=f"m{index:03d}",
+                 metrics={"peak_rss_bytes": int(rss * np.exp(rng.normal(0.0, 0.01))),
+                          "instructions_per_call": instructions * (1 + 1e-4 * rng.random())})
+    env = {**ENV, "git_commit": sha(index), "git_branch": "main", "git_dirty": False}
+    return write_run(tmp / f"m{index:03d}", [rec], env=env,
+                     started_at=f"2026-03-01T{index // 60:02d}:{index % 60:02d}:00+00:00")
+
+
+def test_memory_and_instruction_counts_have_their_own_series_and_thresholds(tmp_path, capsys):
+    store = HistoryStore(tmp_path / "h", create=True)
+    for i in range(40):
+        rss = 2e8 * (1.3 if i >= 34 else 1.0)
+        instructions = 1e9 * (1.004 if i >= 30 else 1.0)  # below the counts' 0.5%
+        add_run(store, metric_run(tmp_path, i, rss, instructions), commit_time=commit_time(i))
+    history = load_history(store, PointQuery(metrics=EXTRA_METRICS))
+    assert sorted(s.metric for s in history.series) == sorted(
+        ["median_ms", "peak_rss_bytes", "instructions_per_call"])
+    found = {(f.metric, f.commit, f.direction) for f in history.findings}
+    assert found == {("peak_rss_bytes", sha(34), "larger"),
+                     ("instructions_per_call", sha(30), "larger")}
+    result = check(history, parse_thresholds(["5%"]), last=10)
+    assert [(v.change.series.metric, v.verdict) for v in result.verdicts] == [
+        ("peak_rss_bytes", "regression"), ("instructions_per_call", "below threshold")]
+    assert not check(history, parse_thresholds(["memory=40%"]), last=10).failed
+    assert main(["history", "check", "--store", str(store.path), "--last", "10"]) == 1
+    assert "a [peak_rss_bytes]" in capsys.readouterr().out
+    assert main(["history", "check", "--store", str(store.path), "--last", "10",
+                 "--metric", "median_ms"]) == 0
 
 
 def test_dirty_runs_are_left_out_unless_asked(tmp_path):

@@ -37,7 +37,7 @@ def load_history(store: HistoryStore, query: PointQuery | None = None,
     """Every series the query selects (the timing, and the metrics it names), fitted, with
     its findings grouped by commit."""
     query = query or PointQuery()
-    series = series_from_points(store.points(query))
+    series = series_from_points(store.points(query)) if query.timing else []
     if query.metrics:
         series += series_from_points(store.metric_points(query))
     return analyse(series, store.accepted(), options or DetectOptions())

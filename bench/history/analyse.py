@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bench.gate.thresholds import TIMING_METRIC
 from bench.history.detect import (
     DEFAULT_ALPHA,
     DEFAULT_DRIFT_GAP,
@@ -27,8 +28,6 @@ from bench.history.detect import (
     SeriesFit,
     fit_series,
 )
-
-from bench.gate.thresholds import TIMING_METRIC
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -280,8 +279,9 @@ def check(history: History, rules: Sequence[ThresholdRule] = (), *, last: int = 
 
     A change comes to light with the newest commits when they brought it in, or when the
     history as it stood before them did not show it yet: a noisy case may need more commits
-    at its new level than `last` before the change is sure, and it is judged on the push
-    that makes it sure (once; the pushes after it knew it already).
+    at its new level than `last` before the change is sure, and it is judged from the push
+    that makes it sure until the history `last` commits back shows it too (a change at the
+    edge of the evidence may come and go for a few pushes before that).
     """
     from bench.gate.thresholds import metric_specs, threshold_for
 

@@ -335,8 +335,9 @@ def _drifts(y: np.ndarray, points: list[ChangePoint], bounds: list[int], gap: in
     k = 0
     while k + 1 < len(groups):
         a, b = groups[k], groups[k + 1]
-        end_a = drifts[k].index if drifts[k] else a[-1].index
-        start_b = drifts[k + 1].start if drifts[k + 1] else b[0].index
+        drift_a, drift_b = drifts[k], drifts[k + 1]
+        end_a = drift_a.index if drift_a is not None else a[-1].index
+        start_b = drift_b.start if drift_b is not None else b[0].index
         if (a[0].ratio > 1) == (b[0].ratio > 1) and (drifts[k] or drifts[k + 1]) and \
                 start_b - end_a <= gap:
             groups[k:k + 2] = [a + b]

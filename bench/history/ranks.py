@@ -25,6 +25,7 @@ detector divides its z-values by the square root of it.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 import numpy as np
@@ -53,7 +54,7 @@ def midranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     last = np.minimum.accumulate(np.where(ends, pos, m - 1)[..., ::-1], axis=-1)[..., ::-1]
     ranks = np.empty(a.shape)
     np.put_along_axis(ranks, order, (first + last) / 2 + 1, axis=-1)
-    return ranks, ~starts[..., 1:].all(axis=-1)
+    return ranks, np.asarray(~starts[..., 1:].all(axis=-1))
 
 
 @functools.lru_cache(maxsize=128)
@@ -200,7 +201,7 @@ def dependence_factor(y: np.ndarray, bounds: list[int] | tuple[int, ...]) -> flo
     detector bolder on the strength of noise.
     """
     parts = []
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         if b - a >= 2 * ACF_LAGS:
             r, _ = midranks(y[a:b])
             parts.append(r - r.mean())

@@ -85,6 +85,12 @@ class Accepted:
         return not self.cases or any(matches(name, case_id, p) for p in self.cases)
 
 
+#: Metrics a run records once per case that the history analyses besides the timing: the
+#: whole case's peak RSS, the CUDA allocator's peak in the timed window, instructions per
+#: call (counted runs). Their thresholds are the gate's (memory 10%, counts 0.5%).
+EXTRA_METRICS = ("peak_rss_bytes", "cuda_max_allocated_timed_bytes", "instructions_per_call")
+
+
 @dataclass(frozen=True)
 class PointQuery:
     """Which points to read: a case pattern (substring or glob of the name, or a case_id),
@@ -97,7 +103,9 @@ class PointQuery:
     fingerprint: str | None = None
     #: Only the newest this many commits (0: all), as a window for long histories.
     last_commits: int = 0
-    #: Metrics analysed besides the timing (memory peaks, instruction counts).
+    #: Whether the timing is read (`points`).
+    timing: bool = True
+    #: Metrics read besides the timing (memory peaks, instruction counts: `metric_points`).
     metrics: tuple[str, ...] = ()
 
 
