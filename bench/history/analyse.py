@@ -212,7 +212,9 @@ def _order(series: Iterable[Series]) -> dict[str, datetime]:
     order: dict[str, datetime] = {}
     for s in series:
         for commit, when in zip(s.commits, s.times, strict=True):
-            order[commit] = min(order.get(commit, when), when)
+            known = order.get(commit)
+            if known is None or when < known:
+                order[commit] = when
     return order
 
 

@@ -37,6 +37,7 @@ The step is the Hodges–Lehmann shift of the logs either side, with its distrib
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -196,8 +197,10 @@ def _changes(y: np.ndarray, z_threshold: float, alpha: float, window: int,
     return chosen
 
 
+@functools.lru_cache(maxsize=64)
 def seeded_intervals(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Starts and ends of the seeded intervals [start, end) of a series of n points."""
+    """Starts and ends of the seeded intervals [start, end) of a series of n points (the
+    same for every series of a history: remembered; the arrays are never written)."""
     starts: list[np.ndarray] = []
     ends: list[np.ndarray] = []
     length = float(n)

@@ -106,18 +106,24 @@ def _exact_z(m: np.ndarray, k: np.ndarray, left: np.ndarray, z: np.ndarray) -> n
     from scipy.special import ndtri
 
     out = np.array(z, dtype=float)
-    short = np.minimum(k, m - k)
-    for size in np.unique(m[short <= EXACT_SIDE]).tolist():
+    flat_m, flat_k = np.ravel(m), np.ravel(k)
+    at = np.flatnonzero(np.minimum(flat_k, flat_m - flat_k) <= EXACT_SIDE)
+    if at.size == 0:
+        return out
+    mm, kk, rr = flat_m[at], flat_k[at], np.ravel(left)[at]
+    on_left = kk <= mm - kk
+    side = np.where(on_left, kk, mm - kk).astype(int)
+    sums = np.rint(np.where(on_left, rr, mm * (mm + 1) / 2 - rr)).astype(int)
+    p_high = np.empty(at.size)
+    p_low = np.empty(at.size)
+    for size in np.unique(mm).tolist():
         cdf, sf = rank_sum_tails(int(size))
-        at = (m == size) & (short <= EXACT_SIDE)
-        kk, rr = k[at], left[at]
-        on_left = kk <= size - kk
-        side = np.where(on_left, kk, size - kk).astype(int)
-        sums = np.rint(np.where(on_left, rr, size * (size + 1) / 2 - rr)).astype(int)
-        p_high, p_low = sf[side, sums], cdf[side, sums]
-        z_side = np.where(p_high < p_low, -ndtri(np.minimum(p_high, 0.5)),
-                          ndtri(np.minimum(p_low, 0.5)))
-        out[at] = np.where(on_left, z_side, -z_side)
+        sel = mm == size
+        p_high[sel] = sf[side[sel], sums[sel]]
+        p_low[sel] = cdf[side[sel], sums[sel]]
+    z_side = np.where(p_high < p_low, -ndtri(np.minimum(p_high, 0.5)),
+                      ndtri(np.minimum(p_low, 0.5)))
+    out.reshape(-1)[at] = np.where(on_left, z_side, -z_side)
     return out
 
 
@@ -133,10 +139,11 @@ class RankScan:
         self.tied = bool(n > 1 and np.any(np.diff(np.sort(self.y)) == 0))
         self._s: np.ndarray | None = None
         if not self.tied and n:
-            below = (self.y[None, :] < self.y[:, None]).astype(float)
-            p = np.zeros((n, n + 1))
+            # counts up to n^2: int32 holds them for any history the CLI reads
+            below = (self.y[None, :] < self.y[:, None]).astype(np.int32)
+            p = np.zeros((n, n + 1), dtype=np.int32)
             np.cumsum(below, axis=1, out=p[:, 1:])
-            self._s = np.zeros((n + 1, n + 1))
+            self._s = np.zeros((n + 1, n + 1), dtype=np.int32)
             np.cumsum(p, axis=0, out=self._s[1:])
 
     def z(self, a: np.ndarray, k: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -151,7 +158,7 @@ class RankScan:
         s = self._s
         m = (b - a).astype(float)
         j = (k - a).astype(float)
-        left = s[k, b] - s[a, b] - s[k, a] + s[a, a] + j
+        left = (s[k, b] - s[a, b] - s[k, a] + s[a, a]).astype(float) + j
         var = j * (m - j) * (m + 1) / 12
         with np.errstate(invalid="ignore", divide="ignore"):
             z = np.where(var > 0, (left - j * (m + 1) / 2) / np.sqrt(var), 0.0)
