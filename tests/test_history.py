@@ -337,10 +337,10 @@ def test_a_run_without_a_commit_needs_one(tmp_path):
 # ---- analysis over a store -------------------------------------------------------------------
 def test_one_commit_slowing_several_cases_is_one_finding(tmp_path):
     store = HistoryStore(tmp_path / "h", create=True)
-    fill(store, tmp_path, 30, step_at=20)
+    fill(store, tmp_path, 40, step_at=30)
     history = load_history(store)
     (finding,) = history.findings
-    assert finding.commit == sha(20) and finding.previous == sha(19)
+    assert finding.commit == sha(30) and finding.previous == sha(29)
     assert finding.direction == "slower"
     assert sorted(c.series.name for c in finding.changes) == ["a", "b"]
     low, high = finding.pct_range()

@@ -11,15 +11,15 @@ noise looks like), in four stages:
    rank-sum z is largest. The narrowest interval whose best z clears `z_threshold` gives a
    change point, every interval holding it is dropped, and so on (narrowest over threshold:
    a short excursion — a regression fixed a few commits later — is found in a short
-   interval, where a search over the whole series would not see it). z-values are divided
-   by the square root of the wander's variance factor (`ranks.dependence_factor`), so
-   autocorrelated noise needs more evidence.
+   interval, where a search over the whole series would not see it).
 2. **Placement**: each change point is moved to the best split between its neighbours.
 3. **Confirmation**: every change — step or drift — must be borne out by the commits either
    side (up to `window` a side, never across a neighbouring change): the same two-sided
    rank test, p below `alpha`, with at least MIN_SIZE commits on each side, so a change is
-   reported once MIN_SIZE commits sit at the new level. The weakest change failing it is
-   dropped and the rest placed again, until all pass.
+   reported once MIN_SIZE commits sit at the new level. Its z is divided by the square root
+   of the wander's variance factor (`ranks.dependence_factor`, measured on the residuals
+   of a first fit that assumes none), so autocorrelated noise needs more evidence. The
+   weakest change failing it is dropped and the rest placed again, until all pass.
 4. **Kind**: changes in the same direction within `drift_gap` commits, or a single one,
    whose neighbourhood a ramp fits better than a step (robustly: levels are medians, the
    fit's error is absolute, and the ramp's extra parameter must pay DRIFT_PENALTY times
