@@ -167,19 +167,37 @@ def test_an_accepted_change_starts_a_new_level_and_is_not_reported():
 
 
 def test_rank_statistics_match_brute_force():
-    """Exact rank-sum tails against enumeration, the O(1) stretch z against ranking each
-    stretch, and three points above 100 at p = 1/C(103, 3)."""
-    from scipy.special import ndtr
+    """Exact rank-sum tails against enumeration and against the subset-count recursion for
+    long sides, the O(1) stretch z against ranking each stretch, three points above 100 at
+    p = 1/C(103, 3), and the corrected normal z continuing the exact one past EXACT_SIDE."""
+    from scipy.special import ndtr, ndtri
 
-    from bench.history.ranks import RankScan, rank_sum_tails, split_z
+    from bench.history.ranks import RankScan, rank_sum_cdf, split_z, tail_z
 
-    for m in (6, 9):
-        cdf, sf = rank_sum_tails(m)
-        for k in range(1, min(EXACT_SIDE, m) + 1):
-            sums = np.array([sum(c) for c in itertools.combinations(range(1, m + 1), k)])
-            for s in range(int(sums.min()), int(sums.max()) + 1):
-                assert cdf[k, s] == pytest.approx(np.mean(sums <= s))
-                assert sf[k, s] == pytest.approx(np.mean(sums >= s))
+    for m in (6, 9, 12):
+        cdf, offsets = rank_sum_cdf(m)
+        for k in range(1, m // 2 + 1):
+            u = np.array([sum(c) for c in itertools.combinations(range(1, m + 1), k)])
+            u -= k * (k + 1) // 2
+            for v in range(k * (m - k) + 1):
+                assert cdf[offsets[k] + v] == pytest.approx(np.mean(u <= v), abs=1e-12)
+    m = 120  # subsets of 1..m by size and rank sum, counted one rank at a time
+    counts = np.zeros((EXACT_SIDE + 2, (EXACT_SIDE + 1) * m + 1))
+    counts[0, 0] = 1.0
+    for v in range(1, m + 1):
+        counts[1:, v:] += counts[:-1, :counts.shape[1] - v]
+    cdf, offsets = rank_sum_cdf(m)
+    for k in (9, 25, EXACT_SIDE):
+        row = counts[k, k * (k + 1) // 2:k * (k + 1) // 2 + k * (m - k) + 1]
+        expected = np.cumsum(row) / row.sum()
+        assert cdf[offsets[k]:offsets[k + 1]] == pytest.approx(expected, rel=1e-9)
+    # one point past the exact tables: the corrected normal z within 0.05 where it matters
+    k = EXACT_SIDE + 1
+    row = counts[k, k * (k + 1) // 2:k * (k + 1) // 2 + k * (m - k) + 1]
+    exact = -ndtri(np.minimum(np.cumsum(row) / row.sum(), 0.5))
+    approx = -tail_z(m, k, k * (k + 1) / 2 + np.arange(row.size))
+    where = (exact > 3.0) & (exact < 5.5)
+    assert where.any() and np.max(np.abs(approx[where] - exact[where])) < 0.05
     y = noisy(60, 1.0, 9)
     scan = RankScan(y)
     rng = np.random.default_rng(3)
@@ -192,6 +210,20 @@ def test_rank_statistics_match_brute_force():
     top = np.r_[noisy(100, 1.0, 1), [10.0, 11.0, 12.0]]
     z = split_z(top[None, :])[0, 99]
     assert ndtr(z) == pytest.approx(1 / math.comb(103, 3), rel=1e-6)
+    # 20 commits, then 10 all above them: exact well past the old 8-point limit
+    z = split_z(np.r_[noisy(20, 1.0, 2), 10 + noisy(10, 1.0, 3)][None, :])[0, 19]
+    assert z == pytest.approx(ndtri(1 / math.comb(30, 10)), rel=1e-9)
+
+
+@pytest.mark.parametrize(("family", "seed"), [
+    ("gauss-high", 72), ("gauss-high", 152), ("gauss-high", 203), ("gauss-high", 264),
+    ("ar1-wander", 139), ("ar1-wander", 147), ("ar1-wander", 198), ("ar1-wander", 249)])
+def test_a_step_is_never_called_a_drift(family, seed):
+    """Series where noise before or after a 10% step once looked like a ramp into it."""
+    y = family_noise(family, 200, seed)
+    y[100:] += math.log1p(0.10)
+    points = fit_series(y).change_points
+    assert not [p for p in points if p.kind == "drift" and p.start - 1 <= 100 <= p.index + 1]
 
 
 def test_bad_points_are_refused():
