@@ -18,10 +18,11 @@ commits x 50 series: 10 flat, 8 each with a step of 3, 5, 10 and 20% (half slowe
 faster) at a random commit, 8 with a 10% drift over 20 commits. Reported per family: the
 share of steps found within +-1 commit (right direction), drifts found (and as what), false
 change points per 1,000 commits of flat series, extra change points in step series, steps
-called drifts (a drift in the step's direction whose span covers the step's commit). asv: `asv.step_detect.detect_steps(values, weights)` exactly as
-`asv publish` calls it (values in ms, weights 2 / width of the 99% interval of each point
--- here a one-worker run's own interval, 0.3x the family's jitter), its change points the
-boundaries of the steps it returns; `detect_regressions(steps, 0.05)` (asv's default
+called drifts (a drift in the step's direction whose span covers the step's commit).
+asv: `asv.step_detect.detect_steps(values, weights)` exactly as `asv publish` calls it
+(values in ms, weights 2 / width of the 99% interval of each point -- here a one-worker
+run's own interval, 0.3x the family's jitter), its change points the boundaries of the
+steps it returns; `detect_regressions(steps, 0.05)` (asv's default
 threshold) gives what asv would report as regressions.
 
 Online (`history check` as CI runs it): a 50-case suite, flat histories, `history check`

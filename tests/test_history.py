@@ -435,6 +435,31 @@ def test_check_judges_a_change_from_the_push_that_makes_it_sure():
     assert flagged[-1][0] < 150, flagged
 
 
+def test_check_does_not_judge_again_an_excursion_that_ended_before_the_newest_commits():
+    """Under AR(1) wander (a case of the quality benchmark's online suite), a +5% stretch
+    of 12 commits is a change while it lasts; long after it ended, fits of the longer
+    history show it on some pushes and not on others, and it is not judged again."""
+    from bench.history.analyse import analyse
+    from benchmarks.history_quality import _commits, make_series
+
+    family = "ar1-wander"
+    rng = np.random.default_rng([1000, list(FAMILIES).index(family), 7])
+    noise = [FAMILIES[family](rng, 200) for _ in range(19)][18]
+    shas, times = _commits(200, 1000)
+
+    def at(t: int):
+        s = make_series(18, noise.values[:t], noise.within_se[:t], shas[:t], times[:t],
+                        "wander")
+        history = analyse([s])
+        return history, check(history, parse_thresholds(["5%"]), last=5)
+
+    history, result = at(133)  # the stretch is the newest level: judged
+    assert [shas.index(v.change.commit) for v in result.regressions] == [121]
+    history, result = at(172)  # long over, shown again by this fit: not judged again
+    assert 121 in [shas.index(c.commit) for c in history.changes()]
+    assert not result.failed
+
+
 def metric_run(tmp: Path, index: int, rss: float, instructions: float) -> Path:
     """A run whose case records a peak RSS and instruction counts (and a flat timing)."""
     rng = np.random.default_rng(index)

@@ -283,7 +283,11 @@ def check(history: History, rules: Sequence[ThresholdRule] = (), *, last: int = 
     history as it stood before them did not show it yet: a noisy case may need more commits
     at its new level than `last` before the change is sure, and it is judged from the push
     that makes it sure until the history `last` commits back shows it too (a change at the
-    edge of the evidence may come and go for a few pushes before that).
+    edge of the evidence may come and go for a few pushes before that). Only while its new
+    level lasts into the newest commits, though: a change that a later one already ended
+    before them (an excursion, back to the old level) gains no evidence from them, and a
+    fit of a longer history may show it or not (under wander, its estimate moves with
+    every commit), which would raise the same old alarm again and again.
     """
     from bench.gate.thresholds import metric_specs, threshold_for
 
@@ -297,7 +301,8 @@ def check(history: History, rules: Sequence[ThresholdRule] = (), *, last: int = 
     verdicts = []
     for change in history.changes():
         if change.commit not in recent and (
-                change.accepted or _shown_before(history, change, recent, order, earlier)):
+                change.accepted or _ended_before(history, change, recent) or
+                _shown_before(history, change, recent, order, earlier)):
             continue
         spec = specs[change.series.metric]
         threshold = threshold_for(spec, change.series.name, change.series.case_id, rules)
@@ -317,6 +322,15 @@ def check(history: History, rules: Sequence[ThresholdRule] = (), *, last: int = 
     verdicts.sort(key=lambda v: (rank[v.verdict], -abs(v.change.point.change_pct)))
     return CheckResult(verdicts=tuple(verdicts), newest=tuple(newest),
                        thresholds=tuple(r.text for r in rules))
+
+
+def _ended_before(history: History, change: Change, recent: set[str]) -> bool:
+    """Whether the change's new level ended (at the series' next change or accepted cut)
+    before the series' `recent` commits."""
+    s = change.series
+    keep = sum(c not in recent for c in s.commits)
+    after = [b for b in history.fits[s.key].bounds if b > change.point.index]
+    return bool(after) and after[0] <= keep
 
 
 #: How far (commits) a change may move between two fits and still be the same change.

@@ -24,8 +24,9 @@ noise looks like), in four stages:
 4. **Kind**: changes in the same direction within `drift_gap` commits, or a single one,
    whose neighbourhood a ramp fits better than a step (robustly: levels are medians, the
    fit's error is absolute, the ramp's extra parameter must pay DRIFT_PENALTY times
-   its BIC price, and under wander the points count for fewer) are one **drift** from the first commit that moved to the first at the new
-   level, confirmed like a step; everything else is a **step**.
+   its BIC price, and under wander the points count for fewer) are one **drift** from
+   the first commit that moved to the first at the new level, confirmed like a step;
+   everything else is a **step**.
 
 Why three commits at the new level (MIN_SIZE), not two: with one measurement per commit,
 two outliers in a row are indistinguishable from a new level by any test that does not
