@@ -65,27 +65,11 @@ def rank_sum_cdf(m: int) -> tuple[np.ndarray, np.ndarray]:
     """P(U_k <= u) for k = 0..min(EXACT_SIDE, m // 2): U_k the Mann-Whitney statistic of k
     points against m - k under the null (the sum of k ranks drawn from 1..m, less
     k(k + 1)/2), all rows in one flat array, row k from offsets[k] (u = 0..k(m - k)).
+    Remembered per m: the search asks the same few stretch lengths for every series of a
+    history."""
+    from bench.gate.significance import u_null_counts
 
-    Counts of U_k are the coefficients of the Gaussian binomial [m choose k]_q, built from
-    row k - 1 by [m choose k] = [m choose k - 1] (1 - q^(m - k + 1)) / (1 - q^k): a shift
-    and subtraction, then a running sum with stride k; every row's counts are non-negative,
-    so the small tails keep their precision. Remembered per m (the search asks the same
-    few stretch lengths for every series of a history).
-    """
-    k_max = min(EXACT_SIDE, m // 2)
-    counts = np.ones(1)
-    rows = [np.ones(1)]
-    for k in range(1, k_max + 1):
-        size = k * (m - k) + 1
-        shift = m - k + 1
-        grown = np.zeros(size + shift)
-        grown[:counts.size] = counts
-        grown[shift:] -= grown[:size].copy()  # times (1 - q^shift)
-        grown = grown[:size]
-        pad = -size % k  # divided by (1 - q^k): a running sum over each residue mod k
-        strided = np.concatenate([grown, np.zeros(pad)]).reshape(-1, k)
-        counts = np.cumsum(strided, axis=0).ravel()[:size]
-        rows.append(np.cumsum(counts) / counts.sum())
+    rows = [np.cumsum(c) / c.sum() for c in u_null_counts(m, min(EXACT_SIDE, m // 2))]
     offsets = np.cumsum([0] + [r.size for r in rows])
     return np.concatenate(rows), offsets
 
