@@ -29,6 +29,24 @@ def test_exact_u_distribution_matches_enumeration(n, m):
     assert u_null_pmf(n, m) == pytest.approx(counts / math.comb(n + m, n))
 
 
+def test_exact_u_distribution_keeps_both_tails_at_larger_sizes():
+    """At 30 against 50 the tails are 1e-22 of the mass: the recursion over one sample's
+    values (the definition) and the Gaussian-binomial rows agree at both ends."""
+    n, m = 30, 50
+    table = [np.zeros(n * m + 1) for _ in range(m + 1)]
+    for j in range(m + 1):
+        table[j][0] = 1.0
+    for _ in range(n):  # W(u; i, j) = W(u - j; i - 1, j) + W(u; i, j - 1)
+        new = [np.zeros(n * m + 1) for _ in range(m + 1)]
+        new[0][0] = 1.0
+        for j in range(1, m + 1):
+            new[j] = new[j - 1].copy()
+            new[j][j:] += table[j][: n * m + 1 - j]
+        table = new
+    expected = table[m] / table[m].sum()
+    assert u_null_pmf(n, m) == pytest.approx(expected, rel=1e-9)
+
+
 def test_interval_ranks_match_published_tables():
     # Hollander & Wolfe, Table A.6 (C_alpha for a 95% interval): n = m = 5 -> 3; 10 -> 24.
     assert interval_rank(5, 5, 0.95) == 3

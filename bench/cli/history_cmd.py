@@ -22,6 +22,8 @@ from rich.table import Table
 
 from bench.cli.console import SUMMARY_ENV, append_summary, say, table_console
 from bench.errors import ResultsError
+from bench.gate.thresholds import TIMING_METRIC
+from bench.history.store import EXTRA_METRICS
 from bench.results.baselines import BASELINES_DIR_HELP
 
 if TYPE_CHECKING:
@@ -126,6 +128,12 @@ def _query_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only this environment (a fingerprint prefix, as shown)")
     parser.add_argument("--commits", type=int, default=DEFAULT_COMMITS, metavar="N",
                         help=f"analyse the newest N commits (default {DEFAULT_COMMITS}; 0: all)")
+    parser.add_argument("--metric", action="append", choices=[TIMING_METRIC, *EXTRA_METRICS],
+                        metavar="NAME",
+                        help="analyse only this metric (repeatable): the timing "
+                             f"({TIMING_METRIC}), peak RSS, CUDA memory or instruction "
+                             f"counts ({', '.join(EXTRA_METRICS)}); default all a run "
+                             "recorded")
     parser.add_argument("--dirty", action="store_true",
                         help="include runs of dirty working trees (left out by default: their "
                              "code is not the commit's)")
@@ -212,9 +220,11 @@ def _history(args: argparse.Namespace) -> History:
     store = open_store(args.store)
     if args.commits < 0:
         raise ResultsError(f"--commits {args.commits}: give a number of commits, or 0 for all")
+    chosen = args.metric or [TIMING_METRIC, *EXTRA_METRICS]
     query = PointQuery(patterns=tuple(args.patterns), branch=args.branch,
                        include_dirty=args.dirty, fingerprint=args.env,
-                       last_commits=args.commits)
+                       last_commits=args.commits, timing=TIMING_METRIC in chosen,
+                       metrics=tuple(m for m in chosen if m != TIMING_METRIC))
     history = load_history(store, query)
     if not history.series:
         what = f" matching {' '.join(args.patterns)}" if args.patterns else ""
@@ -242,7 +252,7 @@ def handle_show(args: argparse.Namespace) -> int:
         say(("changes, newest first", "bold"), to=out)
         for finding in findings[:20]:
             style = "red" if finding.direction == "slower" else "green"
-            names = ", ".join(c.series.name for c in finding.changes[:6])
+            names = ", ".join(c.series.label for c in finding.changes[:6])
             more = f" and {len(finding.changes) - 6} more" if len(finding.changes) > 6 else ""
             say((render.finding_line(finding), style), f": {names}{more}", to=out)
         if len(findings) > 20:
@@ -272,9 +282,8 @@ def handle_check(args: argparse.Namespace) -> int:
     from bench.history import check, render
 
     rules = parse_thresholds(args.threshold)
-    if args.last < 2:
-        raise ResultsError(f"--last {args.last}: a change needs two commits at its new level "
-                           "to be seen, so judge at least the newest 2")
+    if args.last < 1:
+        raise ResultsError(f"--last {args.last}: judge at least the newest commit")
     history = _history(args)
     result = check(history, rules, last=args.last)
     text = render.check_markdown(result, history)
@@ -306,7 +315,7 @@ def _print_check(result: Any) -> None:
             table.add_column(title, overflow="fold")
         for v in result.verdicts:
             c = v.change
-            table.add_row(v.verdict, c.series.name, c.series.fingerprint[:8],
+            table.add_row(v.verdict, c.series.label, c.series.fingerprint[:8],
                           f"{render.pct_text(c.point.change_pct)} {render.interval_text(c)}",
                           render.commit_range(c), c.point.kind, style=_STYLE[v.verdict])
         out.print(table)

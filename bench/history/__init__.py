@@ -34,9 +34,13 @@ __all__ = ["Accepted", "AddResult", "Change", "CheckResult", "DetectOptions", "F
 
 def load_history(store: HistoryStore, query: PointQuery | None = None,
                  options: DetectOptions | None = None) -> History:
-    """Every series the query selects, fitted, with its findings grouped by commit."""
-    return analyse(series_from_points(store.points(query or PointQuery())), store.accepted(),
-                   options or DetectOptions())
+    """Every series the query selects (the timing, and the metrics it names), fitted, with
+    its findings grouped by commit."""
+    query = query or PointQuery()
+    series = series_from_points(store.points(query)) if query.timing else []
+    if query.metrics:
+        series += series_from_points(store.metric_points(query))
+    return analyse(series, store.accepted(), options or DetectOptions())
 
 
 def add_run(store: HistoryStore, run: str | Path, *, source: str = "archbench run",

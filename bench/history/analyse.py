@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bench.gate.thresholds import TIMING_METRIC
 from bench.history.detect import (
     DEFAULT_ALPHA,
     DEFAULT_DRIFT_GAP,
-    DEFAULT_PENALTY,
     DEFAULT_WINDOW,
+    DEFAULT_Z,
     ChangePoint,
     SeriesFit,
     fit_series,
@@ -39,10 +40,10 @@ if TYPE_CHECKING:
 class DetectOptions:
     """Knobs of the detector (defaults chosen by benchmarks/history_quality.py)."""
 
-    penalty: float = DEFAULT_PENALTY
+    z_threshold: float = DEFAULT_Z
+    alpha: float = DEFAULT_ALPHA
     window: int = DEFAULT_WINDOW
     drift_gap: int = DEFAULT_DRIFT_GAP
-    alpha: float = DEFAULT_ALPHA
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,29 @@ class Series:
     runs: tuple[int, ...]
     #: Per-repeat medians behind each point (its error's degrees of freedom + 1).
     repeats: tuple[int, ...] = ()
+    #: What the series measures: the timing level (median_ms) or a memory or count metric
+    #: of bench.gate.thresholds (its unit is the metric's; `level_ms` then holds it).
+    metric: str = TIMING_METRIC
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.fingerprint, self.case_id)
+    def key(self) -> tuple[str, str, str]:
+        return (self.fingerprint, self.case_id, self.metric)
 
     @property
     def level_ms(self) -> np.ndarray:
         return np.exp(self.log_level)
+
+    @property
+    def label(self) -> str:
+        """The case's name, with the metric when it is not the timing."""
+        return self.name if self.metric == TIMING_METRIC else f"{self.name} [{self.metric}]"
+
+
+def direction(metric: str, ratio: float) -> str:
+    """"slower"/"faster" for the timing, "larger"/"smaller" for memory and counts."""
+    if metric == TIMING_METRIC:
+        return "slower" if ratio > 1 else "faster"
+    return "larger" if ratio > 1 else "smaller"
 
 
 @dataclass(frozen=True)
@@ -91,7 +107,7 @@ class Change:
 
     @property
     def direction(self) -> str:
-        return "slower" if self.point.ratio > 1 else "faster"
+        return direction(self.series.metric, self.point.ratio)
 
 
 @dataclass(frozen=True)
@@ -105,6 +121,7 @@ class Finding:
     kind: str
     direction: str
     changes: tuple[Change, ...]
+    metric: str = TIMING_METRIC
 
     @property
     def accepted(self) -> bool:
@@ -120,7 +137,7 @@ class History:
     """Every series with its fit, the findings (newest first) and the commit order."""
 
     series: tuple[Series, ...]
-    fits: Mapping[tuple[str, str], SeriesFit]
+    fits: Mapping[tuple[str, str, str], SeriesFit]
     findings: tuple[Finding, ...]
     commits: tuple[str, ...]
     accepted: tuple[Accepted, ...] = ()
@@ -136,8 +153,10 @@ def series_from_points(points: pd.DataFrame) -> list[Series]:
         return []
     fingerprints = points["fingerprint"].to_numpy()
     case_ids = points["case_id"].to_numpy()
+    metrics = points["metric"].astype(str).to_numpy() if "metric" in points.columns else \
+        np.full(len(points), TIMING_METRIC)
     starts = np.flatnonzero((fingerprints[1:] != fingerprints[:-1]) |
-                            (case_ids[1:] != case_ids[:-1])) + 1
+                            (case_ids[1:] != case_ids[:-1]) | (metrics[1:] != metrics[:-1])) + 1
     bounds = [0, *starts.tolist(), len(points)]
     commits = points["commit"].astype(str).tolist()
     times = list(points["commit_time"].dt.to_pydatetime())
@@ -155,7 +174,7 @@ def series_from_points(points: pd.DataFrame) -> list[Series]:
             times=tuple(times[a:b]), log_level=columns["log_level"][a:b],
             se_log=columns["se_log"][a:b], low_ms=columns["low_ms"][a:b],
             high_ms=columns["high_ms"][a:b], runs=tuple(runs[a:b]),
-            repeats=tuple(repeats[a:b])))
+            repeats=tuple(repeats[a:b]), metric=str(metrics[a])))
     return out
 
 
@@ -163,35 +182,48 @@ def analyse(series: Sequence[Series], accepted: Iterable[Accepted] = (),
             options: DetectOptions = DetectOptions()) -> History:
     """Fit every series (cut at its accepted commits) and group the changes by commit."""
     accepted = tuple(accepted)
-    order: dict[str, datetime] = {}
-    for s in series:
-        for commit, when in zip(s.commits, s.times, strict=True):
-            order[commit] = min(order.get(commit, when), when)
+    order = _order(series)
     commits = tuple(sorted(order, key=lambda c: (order[c], c)))
-    fits: dict[tuple[str, str], SeriesFit] = {}
+    fits: dict[tuple[str, str, str], SeriesFit] = {}
     changes: list[Change] = []
     for s in series:
-        cuts = _cuts(s, accepted, order)
-        fit = fit_series(s.log_level, s.se_log, penalty=options.penalty, window=options.window,
-                         drift_gap=options.drift_gap, forced=cuts,
-                         repeats=s.repeats or None, alpha=options.alpha)
+        fit = _fit(s, accepted, order, options)
         fits[s.key] = fit
         for point in fit.change_points:
             changes.append(_place(s, point, accepted=False))
         for point in fit.accepted:
             changes.append(_place(s, point, accepted=True))
-    groups: dict[tuple[str, str, str, bool], list[Change]] = {}
+    groups: dict[tuple[str, str, str, bool, str], list[Change]] = {}
     for change in changes:
         kind = "accepted" if change.accepted else change.point.kind
-        groups.setdefault((change.commit, kind, change.direction, change.accepted),
-                          []).append(change)
+        groups.setdefault((change.commit, kind, change.direction, change.accepted,
+                           change.series.metric), []).append(change)
     findings = [Finding(commit=commit, previous=members[0].previous, first=members[0].first,
-                        time=members[0].time, kind=kind, direction=direction,
+                        time=members[0].time, kind=kind, direction=way, metric=metric,
                         changes=tuple(sorted(members, key=lambda c: -abs(c.point.change_pct))))
-                for (commit, kind, direction, _), members in groups.items()]
+                for (commit, kind, way, _, metric), members in groups.items()]
     findings.sort(key=lambda f: (f.time, f.commit), reverse=True)
     return History(series=tuple(series), fits=fits, findings=tuple(findings), commits=commits,
                    accepted=accepted, options=options)
+
+
+def _order(series: Iterable[Series]) -> dict[str, datetime]:
+    """Each commit's time (its earliest in any series)."""
+    order: dict[str, datetime] = {}
+    for s in series:
+        for commit, when in zip(s.commits, s.times, strict=True):
+            known = order.get(commit)
+            if known is None or when < known:
+                order[commit] = when
+    return order
+
+
+def _fit(s: Series, accepted: Sequence[Accepted], order: Mapping[str, datetime],
+         options: DetectOptions) -> SeriesFit:
+    """One series fitted, cut at its accepted commits."""
+    return fit_series(s.log_level, s.se_log, z_threshold=options.z_threshold,
+                      alpha=options.alpha, window=options.window,
+                      drift_gap=options.drift_gap, forced=_cuts(s, accepted, order))
 
 
 def _cuts(s: Series, accepted: Sequence[Accepted], order: Mapping[str, datetime]) -> list[int]:
@@ -243,20 +275,36 @@ class CheckResult:
 
 
 def check(history: History, rules: Sequence[ThresholdRule] = (), *, last: int = 5) -> CheckResult:
-    """Judge the changes that came in with the newest `last` commits: a regression is a
-    change in the bad direction (slower) at least as large as the case's timing threshold
-    (the same rules as `archbench compare`), not accepted."""
-    from bench.gate.thresholds import TIMING_METRIC, metric_specs, threshold_for
+    """Judge the changes that came to light with the newest `last` commits: a regression is
+    a change in the bad direction (slower, larger) at least as large as the case's threshold
+    for its metric (the same rules as `archbench compare`), not accepted.
+
+    A change comes to light with the newest commits when they brought it in, or when the
+    history as it stood before them did not show it yet: a noisy case may need more commits
+    at its new level than `last` before the change is sure, and it is judged from the push
+    that makes it sure until the history `last` commits back shows it too (a change at the
+    edge of the evidence may come and go for a few pushes before that). Only while its new
+    level lasts into the newest commits, though: a change that a later one already ended
+    before them (an excursion, back to the old level) gains no evidence from them, and a
+    fit of a longer history may show it or not (under wander, its estimate moves with
+    every commit), which would raise the same old alarm again and again.
+    """
+    from bench.gate.thresholds import metric_specs, threshold_for
 
     if last < 1:
         raise ValueError("last must be at least 1")
-    spec = metric_specs()[TIMING_METRIC]
+    specs = metric_specs()
     newest = history.commits[-last:]
     recent = set(newest)
+    earlier: dict[tuple[str, str, str], SeriesFit | None] = {}
+    order = _order(history.series)
     verdicts = []
     for change in history.changes():
-        if change.commit not in recent:
+        if change.commit not in recent and (
+                change.accepted or _ended_before(history, change, recent) or
+                _shown_before(history, change, recent, order, earlier)):
             continue
+        spec = specs[change.series.metric]
         threshold = threshold_for(spec, change.series.name, change.series.case_id, rules)
         pct = change.point.change_pct
         bad = pct > 0 if spec.lower_is_better else pct < 0
@@ -276,10 +324,51 @@ def check(history: History, rules: Sequence[ThresholdRule] = (), *, last: int = 
                        thresholds=tuple(r.text for r in rules))
 
 
+def _ended_before(history: History, change: Change, recent: set[str]) -> bool:
+    """Whether the change's new level ended (at the series' next change or accepted cut)
+    before the series' `recent` commits."""
+    s = change.series
+    keep = sum(c not in recent for c in s.commits)
+    after = [b for b in history.fits[s.key].bounds if b > change.point.index]
+    return bool(after) and after[0] <= keep
+
+
+#: How far (commits) a change may move between two fits and still be the same change.
+SAME_CHANGE = 2
+
+
+def _shown_before(history: History, change: Change, recent: set[str],
+                  order: Mapping[str, datetime],
+                  earlier: dict[tuple[str, str, str], SeriesFit | None]) -> bool:
+    """Whether the series' history without its `recent` commits already showed this change
+    (same direction, within SAME_CHANGE commits)."""
+    s = change.series
+    if s.key not in earlier:
+        keep = sum(c not in recent for c in s.commits)
+        if keep == len(s.commits):
+            earlier[s.key] = None  # nothing new in this series: every change is old news
+        else:
+            earlier[s.key] = _fit(_truncated(s, keep), history.accepted, order,
+                                  history.options)
+    fit = earlier[s.key]
+    if fit is None:
+        return True
+    up = change.point.ratio > 1
+    return any((p.ratio > 1) == up and p.index >= change.point.start - SAME_CHANGE and
+               p.start <= change.point.index + SAME_CHANGE for p in fit.change_points)
+
+
+def _truncated(s: Series, keep: int) -> Series:
+    return replace(s, commits=s.commits[:keep], times=s.times[:keep],
+                   log_level=s.log_level[:keep], se_log=s.se_log[:keep],
+                   low_ms=s.low_ms[:keep], high_ms=s.high_ms[:keep], runs=s.runs[:keep],
+                   repeats=s.repeats[:keep])
+
+
 def latest_levels(history: History) -> list[dict[str, Any]]:
     """Per series: its newest level with the band, points, noise, and its newest change."""
-    latest: dict[tuple[str, str], Change] = {}
-    counts: dict[tuple[str, str], int] = {}
+    latest: dict[tuple[str, str, str], Change] = {}
+    counts: dict[tuple[str, str, str], int] = {}
     for change in history.changes():
         counts[change.series.key] = counts.get(change.series.key, 0) + 1
         have = latest.get(change.series.key)
@@ -291,8 +380,7 @@ def latest_levels(history: History) -> list[dict[str, Any]]:
         newest = latest.get(s.key)
         rows.append({"series": s, "level_ms": float(s.level_ms[-1]),
                      "low_ms": float(s.low_ms[-1]), "high_ms": float(s.high_ms[-1]),
-                     "points": len(s.commits), "noise_pct": 100 * float(
-                         np.hypot(fit.tau, fit.se_median)),
+                     "points": len(s.commits), "noise_pct": 100 * fit.noise,
                      "changes": counts.get(s.key, 0),
                      "last_change": newest})
     return rows

@@ -1,36 +1,45 @@
 """Change points in one case's history. Pure: arrays in, change points out; no I/O, no torch.
 
-A history point is one commit's measurement of a case: the log of its level (the geometric
-mean of the per-repeat medians, or the median when one worker measured it) and the standard
-error of that log (from the spread of the per-repeat medians, or from the median's
-distribution-free interval). The detector is binary segmentation (ruptures' Binseg search:
-split where the cost drops most, while the drop exceeds the penalty), with this cost: the weighted
-squared error of each segment around its weighted mean, the weight of a point being
-1 / (its own variance + the series' run-to-run variance). So a point measured with wide
-intervals moves the fit less, and a series whose runs wander needs a bigger or
-longer-lasting step before it is called a change: what the penalty asks of every series is
-the same amount of *evidence*, not the same size. A split must also be borne out by the
-points either side (Welch's t), so one wild run beside a normal one is not a change.
-(ruptures' PELT, exact where binary segmentation is greedy, took 160 ms per 200-commit
-series here against 4 ms: its pure-Python search keeps nearly every candidate alive on a
-flat series.)
+A history point is one commit's measurement of a case: the log of its level (one value per
+commit, however many workers measured it). The detector works on the *ranks* of those
+levels (bench.history.ranks says why: a rank test's false alarms do not depend on what the
+noise looks like), in four stages:
 
-The run-to-run variance (tau^2) is what a run's own intervals cannot see: the machine drifting
-between one commit's run and the next. It is estimated from the series itself, robustly (the
-median absolute successive difference, so steps and single outliers hardly move it).
+1. **Search**: seeded binary segmentation (Kovács, Li, Bühlmann, Haltmeier & Munk,
+   Biometrika 2023): intervals of every scale (lengths n, n/√2, n/2, ... down to twice the
+   smallest segment, each scale covering the series twice over); in each, the split whose
+   rank-sum z is largest. The narrowest interval whose best z clears `z_threshold` gives a
+   change point, every interval holding it is dropped, and so on (narrowest over threshold:
+   a short excursion — a regression fixed a few commits later — is found in a short
+   interval, where a search over the whole series would not see it).
+2. **Placement**: each change point is moved to the best split between its neighbours.
+3. **Confirmation**: every change — step or drift — must be borne out by the commits either
+   side (up to `window` a side, never across a neighbouring change): the same two-sided
+   rank test, p below `alpha`, with at least MIN_SIZE commits on each side, so a change is
+   reported once MIN_SIZE commits sit at the new level. Its z is divided by the square root
+   of the wander's variance factor (`ranks.dependence_factor`, measured on the residuals
+   of a first fit that assumes none, then again on the fit that allows for it, until it
+   stops growing), so autocorrelated noise needs more evidence. The
+   weakest change failing it is dropped and the rest placed again, until all pass.
+4. **Kind**: changes in the same direction within `drift_gap` commits, or a single one,
+   whose neighbourhood a ramp fits better than a step (robustly: levels are medians, the
+   fit's error is absolute, the ramp's extra parameter must pay DRIFT_PENALTY times
+   its BIC price, and under wander the points count for fewer) are one **drift** from
+   the first commit that moved to the first at the new level, confirmed like a step;
+   everything else is a **step**.
 
-A change point is then described on the points around it (up to `window` a side, never
-across a neighbouring change point): the step as a ratio with its Welch t-interval on the
-logs (the same test the gate uses on per-repeat medians), and classified:
+Why three commits at the new level (MIN_SIZE), not two: with one measurement per commit,
+two outliers in a row are indistinguishable from a new level by any test that does not
+assume the noise's shape (a rank test can say no more than "the two highest of n"), and
+at 1–5% outliers a 50-case suite would see such a pair on several pushes in a hundred.
 
-- `step`: the level moved between two consecutive commits;
-- `drift`: changes in the same direction within `drift_gap` points of each other (one or
-  several) whose neighbourhood a ramp fits better than a single step (by the Bayesian
-  information criterion): reported once, as the commits it spans and the total change.
+The step is the Hodges–Lehmann shift of the logs either side, with its distribution-free
+95% interval (`bench.gate.significance`, the gate's own), read as a ratio.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -38,31 +47,38 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-#: What a split must gain to be a change point: the drop of the weighted squared error, a
-#: chi-square with one degree of freedom for a split at a fixed place on a flat series, so a
-#: constant penalty gives the same false-alarm rate per commit whatever the series' length
-#: (a log(n) penalty let short series raise more false alarms per commit). P(chi2_1 > 16)
-#: is 6e-5 per place tried. Checked on synthetic histories with this machine's noise
-#: (benchmarks/history_quality.py): see the README for the recall and false alarms.
-DEFAULT_PENALTY = 16.0
-#: Two-sided level of the Welch test a split's neighbours must pass (see `fit_series`).
-DEFAULT_ALPHA = 0.01
-#: Points a side that describe a change (its step and interval).
-DEFAULT_WINDOW = 30
-#: Same-direction changes at most this many points apart are tested together as one drift.
-DEFAULT_DRIFT_GAP = 6
-#: Smallest segment: a change needs this many commits at its new level to be confirmed.
-MIN_SIZE = 2
-#: Fewest commits a drift spans from the last point at the old level to the first at the new
-#: one (3 points in between): shorter ramps are told from a step by noise alone.
+from bench.history.ranks import RankScan, dependence_factor, two_sample_z
+
+#: A split must reach this rank-sum z in some seeded interval to become a candidate (the
+#: confirmation then corrects for wander). Calibrated on flat synthetic series
+#: (benchmarks/history_quality.py, tuning seeds): the lowest z whose false changes per
+#: 1,000 flat commits stay below 1 on every noise family, with room for their sampling
+#: error; with ranks the rate holds for every noise whose commits are exchangeable (see
+#: docs/guides/history.md for the figures).
+DEFAULT_Z = 4.5
+#: Two-sided level of the rank test every reported change must pass on its neighbourhood.
+DEFAULT_ALPHA = 1e-3
+#: Commits a side that confirm and describe a change.
+DEFAULT_WINDOW = 60
+#: Same-direction changes at most this many commits apart are tested together as one drift.
+DEFAULT_DRIFT_GAP = 10
+#: Smallest segment: a change needs this many commits at its new level (and its old one).
+MIN_SIZE = 3
+#: Fewest commits a drift spans from the last one at the old level to the first at the new
+#: one (3 in between): shorter ramps are told from a step by noise alone.
 RAMP_MIN = 4
-#: Weight, in degrees of freedom, of the series' typical error when moderating each
-#: point's (see `moderated_se`); errors from one worker's samples count as LARGE_DF.
-PRIOR_DF = 6.0
-LARGE_DF = 30.0
-#: Floor on a point's standard deviation (log units, 0.01%): keeps weights finite when a fake
-#: clock or identical repeats give a zero spread.
-SE_FLOOR = 1e-4
+#: How many times its BIC price the ramp's extra parameter must pay (see `_ramp`): a step
+#: must never be called a drift, and noise next to a step can look like a ramp into it.
+#: Calibrated on benchmarks/history_quality.py's tuning seeds: no step series of any family
+#: needed more than 4 (docs/guides/history.md).
+DRIFT_PENALTY = 5.0
+#: Density floor (kernel units) in placing a change: a point that fits neither side (an
+#: outlier) costs the same on both.
+KERNEL_FLOOR = 1e-3
+#: Most fits the wander's measurement takes (each on the previous one's change points).
+WANDER_ROUNDS = 3
+#: Ratio of consecutive interval lengths in the seeded search.
+SEED_DECAY = 1 / math.sqrt(2)
 
 
 @dataclass(frozen=True)
@@ -71,7 +87,8 @@ class ChangePoint:
     `start`..`index` (a drift: the level moved over the commits `start` to `index`).
 
     `ratio` = new level / old level (> 1 is slower for timings), `ratio_low`/`ratio_high` its
-    95% interval (None when a side has a single point), `p_value` the two-sided Welch p.
+    95% interval (None when the sides are too short for one), `p_value` the two-sided rank
+    test's p (with the wander's correction).
     """
 
     index: int
@@ -96,262 +113,327 @@ class SeriesFit:
     change_points: tuple[ChangePoint, ...]
     #: The steps at the forced cuts (accepted changes), described like the others.
     accepted: tuple[ChangePoint, ...]
-    #: Run-to-run standard deviation (log units) the detector estimated and added.
-    tau: float
-    #: Median standard deviation (log units) of the points' own intervals.
+    #: Robust standard deviation (log units) of the points around their segments' levels:
+    #: all the scatter between commits, whatever its source.
+    noise: float
+    #: Median standard error (log units) of the points' own intervals (within a run).
     se_median: float
-    #: Segment boundaries as indices (0, ..., n) and each segment's weighted mean (log).
+    #: Variance factor of the wander between successive commits (1: none).
+    dependence: float
+    #: Segment boundaries as indices (0, ..., n) and each segment's median (log).
     bounds: tuple[int, ...]
     levels: tuple[float, ...]
 
 
-class _WeightedL2:
-    """Weighted squared error of a segment around its weighted mean, O(1) by prefix sums."""
-
-    def __init__(self, y: np.ndarray, w: np.ndarray) -> None:
-        self._w = np.concatenate([[0.0], np.cumsum(w)])
-        self._wy = np.concatenate([[0.0], np.cumsum(w * y)])
-        self._wyy = np.concatenate([[0.0], np.cumsum(w * y * y)])
-
-    def error(self, start: int, end: int) -> float:
-        return float(self.errors(start, end))
-
-    def errors(self, start: int | np.ndarray, end: int | np.ndarray) -> np.ndarray:
-        """The error of one segment, or of many at once (element by element)."""
-        w = self._w[end] - self._w[start]
-        wy = self._wy[end] - self._wy[start]
-        return np.asarray(self._wyy[end] - self._wyy[start] - wy * wy / w)
-
-
-def run_to_run_sd(y: np.ndarray, se: np.ndarray) -> float:
-    """Robust estimate of the variation between runs that the points' own errors miss.
-
-    Successive differences of a flat series have variance se_i^2 + se_{i-1}^2 + 2 tau^2; the
-    median absolute deviation of the differences (scaled to a normal's sd) is barely moved by
-    steps, which touch one difference each, or by a single outlier, which touches two.
-    """
-    if y.size < 3:
-        return 0.0
-    d = np.diff(y)
-    sd_diff = 1.4826 * float(np.median(np.abs(d - np.median(d))))
-    excess = sd_diff ** 2 / 2 - float(np.mean(se ** 2))
-    return math.sqrt(excess) if excess > 0 else 0.0
-
-
-def moderated_se(se: np.ndarray, repeats: Sequence[int] | np.ndarray | None) -> np.ndarray:
-    """Standard errors pulled toward the series' typical one, as far as they are uncertain.
-
-    An error estimated from 3 repeats has 2 degrees of freedom: a point whose repeats happen
-    to agree would otherwise weigh many times more than it deserves, and such points make
-    change points out of noise. Each variance is averaged with the series' median variance,
-    weighted by its degrees of freedom against PRIOR_DF (empirical Bayes, as limma moderates
-    per-gene variances); errors from many samples (repeats None or 1) mostly keep theirs.
-    """
-    if se.size == 0:
-        return se
-    pooled = float(np.mean(se ** 2))  # the median of a few-df variance is biased low
-    if repeats is None:
-        df = np.full(se.size, LARGE_DF)
-    else:
-        r = np.asarray(repeats, dtype=float)
-        df = np.where(r >= 2, r - 1, LARGE_DF)
-    var = (df * se ** 2 + PRIOR_DF * pooled) / (df + PRIOR_DF)
-    return np.maximum(np.sqrt(var), SE_FLOOR)
-
-
-def fit_series(log_level: Sequence[float] | np.ndarray, se: Sequence[float] | np.ndarray, *,
-               penalty: float = DEFAULT_PENALTY, window: int = DEFAULT_WINDOW,
-               drift_gap: int = DEFAULT_DRIFT_GAP, forced: Sequence[int] = (),
-               repeats: Sequence[int] | np.ndarray | None = None,
-               alpha: float = DEFAULT_ALPHA) -> SeriesFit:
+def fit_series(log_level: Sequence[float] | np.ndarray,
+               se: Sequence[float] | np.ndarray | None = None, *,
+               z_threshold: float = DEFAULT_Z, alpha: float = DEFAULT_ALPHA,
+               window: int = DEFAULT_WINDOW, drift_gap: int = DEFAULT_DRIFT_GAP,
+               forced: Sequence[int] = ()) -> SeriesFit:
     """Change points of one series (oldest point first).
 
-    A split must also be borne out by the points either side of it: Welch's t on their logs
-    (the gate's repeat test) below `alpha`, so one wild run next to a normal one, which the
-    squared error alone would split off, is not a change.
-
-    `repeats` is how many per-repeat medians each point's error came from (None: many, as
-    for an error from one worker's samples). `forced` are indices where a new level starts
-    regardless (accepted changes): the series is cut there and each part is fitted on its
-    own, so an accepted change is neither reported again nor lets the old level bleed into
-    the new one.
+    `se` (the points' own standard errors, from their runs' intervals) is reported, not used
+    to weigh the points: an interval from within one run cannot see what differs between
+    runs (another host, the machine's state), which is most of what a history's commits
+    scatter by. `forced` are indices where a new level starts regardless (accepted
+    changes): the series is cut there and each part is fitted on its own, so an accepted
+    change is neither reported again nor lets the old level bleed into the new one.
     """
     y = np.asarray(log_level, dtype=float)
-    s = np.asarray(se, dtype=float)
-    if y.shape != s.shape or y.ndim != 1:
-        raise ValueError("log_level and se must be 1-d arrays of the same length")
+    if y.ndim != 1:
+        raise ValueError("log_level must be a 1-d array")
+    s = np.zeros_like(y) if se is None else np.asarray(se, dtype=float)
+    if s.shape != y.shape:
+        raise ValueError("log_level and se must have the same length")
     if not np.all(np.isfinite(y)) or not np.all(np.isfinite(s)):
         raise ValueError("history points must be finite")
-    s = moderated_se(s, repeats)
     n = y.size
-    tau = run_to_run_sd(y, s)
-    weight = 1.0 / (s ** 2 + tau ** 2)
     cuts = sorted({i for i in forced if 0 < i < n})
-    parts = list(zip([0, *cuts], [*cuts, n], strict=True))
-    bounds = [0]
-    for a, b in parts:
-        bounds += [a + k for k in _segment(y[a:b], weight[a:b], penalty)]
-    bounds = sorted(set(bounds))
-    detected = [b for b in bounds[1:-1] if b not in cuts]
-    points = _describe(y, bounds, detected, window)
-    while points:  # drop splits the points either side do not bear out, weakest first
-        weakest = max(points, key=lambda p: 1.0 if p.p_value is None else p.p_value)
-        if weakest.p_value is not None and weakest.p_value < alpha:
+    parts = list(itertools.pairwise([0, *cuts, n]))
+
+
+    def fit_parts(dependence: float) -> list[int]:
+        found = []
+        for a, b in parts:
+            found += [a + i for i in _changes(y[a:b], z_threshold, alpha, window, dependence)]
+        return found
+
+    # wander is measured on the residuals of a first fit that assumes none; that fit takes
+    # stretches of wander for changes, whose cuts hide part of it, so it is measured again
+    # on the fit that allows for it, until it stops growing
+    detected = fit_parts(1.0)
+    dependence = 1.0
+    for _ in range(WANDER_ROUNDS):
+        measured = dependence_factor(y, sorted({0, n, *cuts, *detected}))
+        if measured <= dependence * 1.05:
             break
-        bounds.remove(weakest.index)
-        detected.remove(weakest.index)
-        points = _describe(y, bounds, detected, window)
-    accepted = _describe(y, bounds, [c for c in cuts if c in bounds], window)
-    levels = [float(np.average(y[a:b], weights=weight[a:b]))
-              for a, b in itertools.pairwise(bounds)]
-    steps = _drifts(y, weight, points, bounds, drift_gap, window)
-    return SeriesFit(change_points=tuple(steps),
-                     accepted=tuple(replace(p, kind="accepted") for p in accepted),
-                     tau=tau, se_median=float(np.median(s)) if n else 0.0,
+        dependence = measured
+        detected = fit_parts(dependence)
+    bounds = sorted({0, n, *cuts, *detected})
+    points = [_describe(y, bounds, i, i, window, dependence) for i in detected]
+    accepted = [replace(_describe(y, bounds, c, c, window, dependence), kind="accepted")
+                for c in cuts]
+    levels = [float(np.median(y[a:b])) for a, b in itertools.pairwise(bounds)]
+    residual = np.concatenate([y[a:b] - lv for (a, b), lv in
+                               zip(itertools.pairwise(bounds), levels, strict=True)]) \
+        if n else np.zeros(0)
+    noise = 1.4826 * float(np.median(np.abs(residual))) if n else 0.0
+    steps = _drifts(y, points, bounds, drift_gap, window, alpha, dependence)
+    return SeriesFit(change_points=tuple(steps), accepted=tuple(accepted), noise=noise,
+                     se_median=float(np.median(s)) if n else 0.0, dependence=dependence,
                      bounds=tuple(bounds), levels=tuple(levels))
 
 
-def _segment(y: np.ndarray, weight: np.ndarray, penalty: float) -> list[int]:
-    """Segment ends (the last is len(y)): binary segmentation, splitting while a split gains
-    more than `penalty`.
+# ---- search, placement, confirmation ----------------------------------------------------------
+def _changes(y: np.ndarray, z_threshold: float, alpha: float, window: int,
+             dependence: float) -> list[int]:
+    """Confirmed change points of one part (indices of the first point at a new level)."""
+    from scipy.special import ndtr
 
-    The search of ruptures' `Binseg(min_size=MIN_SIZE, jump=1)`, breakpoint for breakpoint
-    (tests/test_history.py holds it to that), with each segment's candidate splits scored
-    at once: importing ruptures costs more than the whole search (0.7 s: it loads every cost
-    it ships, and scipy.stats and scipy.spatial with them), and `history show` is meant to
-    answer within 2 s.
-    """
     n = y.size
     if n < 2 * MIN_SIZE:
-        return [n]
-    cost = _WeightedL2(y, weight)
-    best: dict[tuple[int, int], tuple[int | None, float]] = {}
-
-    def best_split(start: int, end: int) -> tuple[int | None, float]:
-        if (start, end) not in best:
-            splits = np.arange(start + MIN_SIZE, end - MIN_SIZE + 1)
-            if splits.size == 0:
-                best[start, end] = (None, 0.0)
-            else:
-                gains = cost.error(start, end) - cost.errors(start, splits) \
-                    - cost.errors(splits, end)
-                k = splits.size - 1 - int(np.argmax(gains[::-1]))  # ties: the later split
-                best[start, end] = (int(splits[k]), float(gains[k]))
-        return best[start, end]
-
-    ends = [n]
-    while True:
-        # the segment whose best split gains most (the first of equals)
-        split, gain = max((best_split(a, b) for a, b in itertools.pairwise([0, *ends])),
-                          key=lambda found: found[1])
-        if split is None or not gain > penalty:
-            return ends
-        ends = sorted([*ends, split])
+        return []
+    scale = math.sqrt(dependence)
+    scan = RankScan(y)
+    chosen = _search(scan, n, z_threshold)
+    while chosen:
+        chosen = _place(scan, n, chosen)
+        if not chosen:
+            break
+        bounds = [0, *chosen, n]
+        lo = np.maximum(np.asarray(bounds[:-2]), np.asarray(chosen) - window)
+        hi = np.minimum(np.asarray(bounds[2:]), np.asarray(chosen) + window)
+        z = scan.z(lo, np.asarray(chosen), hi) / scale
+        p = np.minimum(1.0, 2 * ndtr(-np.abs(z)))
+        weakest = int(np.argmax(p))
+        if p[weakest] < alpha:
+            break
+        del chosen[weakest]
+    return chosen
 
 
-def _describe(y: np.ndarray, bounds: list[int], detected: list[int],
-              window: int) -> list[ChangePoint]:
-    """Each detected boundary as a step, measured on the segments either side of it."""
-    out = []
-    for index in detected:
-        k = bounds.index(index)
-        before = y[max(bounds[k - 1], index - window):index]
-        after = y[index:min(bounds[k + 1], index + window)]
-        out.append(_step(before, after, index, index))
+@functools.lru_cache(maxsize=64)
+def seeded_intervals(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and ends of the seeded intervals [start, end) of a series of n points (the
+    same for every series of a history: remembered; the arrays are never written)."""
+    starts: list[np.ndarray] = []
+    ends: list[np.ndarray] = []
+    length = float(n)
+    while math.ceil(length) >= 2 * MIN_SIZE:
+        size = math.ceil(length)
+        count = 2 * math.ceil(n / size) - 1
+        first = np.unique(np.rint(np.linspace(0, n - size, count)).astype(int))
+        starts.append(first)
+        ends.append(first + size)
+        length *= SEED_DECAY
+    if not starts:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    return np.concatenate(starts), np.concatenate(ends)
+
+
+def _search(scan: RankScan, n: int, threshold: float) -> list[int]:
+    """Narrowest-over-threshold selection among the seeded intervals' best splits."""
+    starts, ends = seeded_intervals(n)
+    split, value = scan.best_splits(starts, ends, MIN_SIZE)
+    over = np.flatnonzero((split >= 0) & (value > threshold))
+    order = over[np.lexsort((-value[over], ends[over] - starts[over]))]
+    chosen: list[int] = []
+    for i in order.tolist():
+        a, b = int(starts[i]), int(ends[i])
+        if not any(a < c < b for c in chosen):
+            chosen.append(int(split[i]))
+    return sorted(chosen)
+
+
+def _place(scan: RankScan, n: int, chosen: list[int]) -> list[int]:
+    """Each change point moved to the best split between its neighbours (once, left to
+    right); points that no longer fit MIN_SIZE apart are dropped.
+
+    The rank statistic finds *that* the level moved but places it loosely (once every point
+    after a large step outranks every point before, moving the split by a few commits
+    hardly changes the standardised rank sum; a minority of commits on a faster host
+    flattens its peak further). The place is where the two sides' own distributions explain
+    their points best: the likelihood of each point under a kernel density of its side
+    (leave-one-out; the kernel's width is the jitter between successive commits). So the
+    noise's shape comes from the data: a fast host's commit before a step down is at home
+    on both sides and decides nothing, a commit at the old main level decides, and an
+    outlier that fits neither side costs the same on both.
+    """
+    out: list[int] = []
+    y = scan.y
+    d = np.diff(y)
+    width = max(1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2), 1e-9) \
+        if n > 2 else 1.0
+    for k in range(len(chosen)):
+        lo = out[-1] if out else 0
+        hi = chosen[k + 1] if k + 1 < len(chosen) else n
+        if hi - lo < 2 * MIN_SIZE:
+            continue
+        out.append(lo + _likeliest_split(y[lo:hi], width))
     return out
 
 
-def _step(before: np.ndarray, after: np.ndarray, start: int, index: int,
-          kind: str = "step") -> ChangePoint:
-    from bench.gate.significance import repeat_shift_test
+def _likeliest_split(seg: np.ndarray, width: float) -> int:
+    """The split of `seg` (both sides MIN_SIZE or more) under which the points are likeliest
+    under their own side's kernel density; the first of equals."""
+    m = seg.size
+    kernel = np.exp(-0.5 * ((seg[:, None] - seg[None, :]) / width) ** 2)
+    np.fill_diagonal(kernel, 0.0)  # leave one out
+    below = np.zeros((m, m + 1))
+    np.cumsum(kernel, axis=1, out=below[:, 1:])  # below[i, k]: kernel mass of points < k
+    cand = np.arange(MIN_SIZE, m - MIN_SIZE + 1)
+    rows = np.arange(m)[:, None]
+    left = rows < cand[None, :]
+    mass = np.where(left, below[:, cand] / (cand - 1),
+                    (below[:, [m]] - below[:, cand]) / (m - cand - 1))
+    loss = -np.log(mass + KERNEL_FLOOR).sum(axis=0)
+    return int(cand[int(np.argmin(loss))])
 
-    ratio = math.exp(float(after.mean() - before.mean()))
+
+def _rank_p(before: np.ndarray, after: np.ndarray, dependence: float) -> float:
+    """Two-sided p of the rank test of `after` against `before`, the wander corrected; 1
+    when a side has fewer than MIN_SIZE points."""
+    from scipy.special import ndtr
+
+    if before.size < MIN_SIZE or after.size < MIN_SIZE:
+        return 1.0
+    z = two_sample_z(before, after) / math.sqrt(dependence)
+    return float(min(1.0, 2 * ndtr(-abs(z))))
+
+
+# ---- description ----------------------------------------------------------------------------
+def _describe(y: np.ndarray, bounds: list[int], start: int, index: int, window: int,
+              dependence: float, kind: str = "step") -> ChangePoint:
+    """The change from the commits before `start` to those from `index` on, within the
+    neighbouring boundaries and `window` a side."""
+    k0 = max(i for i, b in enumerate(bounds) if b <= start)
+    k1 = min(i for i, b in enumerate(bounds) if b >= index)
+    lo = bounds[k0 - 1] if bounds[k0] == start and k0 > 0 else bounds[k0]
+    hi = bounds[k1 + 1] if bounds[k1] == index and k1 + 1 < len(bounds) else bounds[k1]
+    before = y[max(lo, start - window):start]
+    after = y[index:min(hi, index + window)]
+    return _step(before, after, start, index, dependence, kind)
+
+
+def _step(before: np.ndarray, after: np.ndarray, start: int, index: int, dependence: float,
+          kind: str = "step") -> ChangePoint:
+    from bench.gate.significance import hodges_lehmann, shift_interval
+
     low = high = p = None
-    if before.size >= 2 and after.size >= 2:
-        test = repeat_shift_test(np.exp(before), np.exp(after))
-        low, high = test.ratio_low, test.ratio_high
-        p = min(1.0, 2 * min(test.p_greater, test.p_less))
+    if before.size and after.size:
+        ratio = math.exp(hodges_lehmann(before, after))
+        interval = shift_interval(before, after, 0.95)
+        if interval is not None:
+            low, high = math.exp(interval[0]), math.exp(interval[1])
+        if before.size >= MIN_SIZE and after.size >= MIN_SIZE:
+            p = _rank_p(before, after, dependence)
+    else:
+        ratio = 1.0
     return ChangePoint(index=index, start=start, kind=kind, ratio=ratio, ratio_low=low,
                        ratio_high=high, p_value=p, n_before=int(before.size),
                        n_after=int(after.size))
 
 
-def _drifts(y: np.ndarray, weight: np.ndarray, points: list[ChangePoint], bounds: list[int],
-            gap: int, window: int) -> list[ChangePoint]:
-    """Group same-direction changes at most `gap` points apart; a group whose neighbourhood a
-    ramp fits better than any single step is one drift, the others stay steps."""
-    out: list[ChangePoint] = []
-    group: list[ChangePoint] = []
-
-    def flush() -> None:
-        if not group:
-            return
-        first, last = group[0], group[-1]
-        k0, k1 = bounds.index(first.index), bounds.index(last.index)
-        lo = max(bounds[k0 - 1], first.index - window)
-        hi = min(bounds[k1 + 1], last.index + window)
-        ramp = _ramp(y[lo:hi], weight[lo:hi])
-        if ramp is None:
-            out.extend(group)
-        else:
-            start, end = lo + ramp[0], lo + ramp[1]
-            before = y[max(lo, start - window):start]
-            after = y[end:min(hi, end + window)]
-            if before.size and after.size:
-                out.append(_step(before, after, start, end, kind="drift"))
-            else:
-                out.extend(group)
-        group.clear()
-
+# ---- drifts ---------------------------------------------------------------------------------
+def _drifts(y: np.ndarray, points: list[ChangePoint], bounds: list[int], gap: int,
+            window: int, alpha: float, dependence: float) -> list[ChangePoint]:
+    """Group same-direction changes at most `gap` commits apart; a group whose neighbourhood
+    a ramp fits better than a step, and whose ends pass the confirmation, is one drift; the
+    others stay steps. Neighbouring same-direction groups whose ramps come within `gap` of
+    each other are one group (a long drift is found as several changes)."""
+    groups: list[list[ChangePoint]] = []
     for point in points:
-        if group and (point.index - group[-1].index > gap or
-                      (point.ratio > 1) != (group[-1].ratio > 1)):
-            flush()
-        group.append(point)
-    flush()
+        last = groups[-1][-1] if groups else None
+        if last is not None and point.index - last.index <= gap and \
+                (point.ratio > 1) == (last.ratio > 1):
+            groups[-1].append(point)
+        else:
+            groups.append([point])
+    drifts = [_drift(y, g, bounds, window, alpha, dependence) for g in groups]
+    k = 0
+    while k + 1 < len(groups):
+        a, b = groups[k], groups[k + 1]
+        drift_a, drift_b = drifts[k], drifts[k + 1]
+        end_a = drift_a.index if drift_a is not None else a[-1].index
+        start_b = drift_b.start if drift_b is not None else b[0].index
+        if (a[0].ratio > 1) == (b[0].ratio > 1) and (drifts[k] or drifts[k + 1]) and \
+                start_b - end_a <= gap:
+            groups[k:k + 2] = [a + b]
+            drifts[k:k + 2] = [_drift(y, a + b, bounds, window, alpha, dependence)]
+        else:
+            k += 1
+    out: list[ChangePoint] = []
+    for group, drift in zip(groups, drifts, strict=True):
+        out += [drift] if drift else group
     return out
 
 
-def _ramp(y: np.ndarray, w: np.ndarray) -> tuple[int, int] | None:
-    """(first moved point, first point at the final level) of the best ramp through y, when
-    the Bayesian information criterion prefers it to the best single step, else None.
+def _drift(y: np.ndarray, group: list[ChangePoint], bounds: list[int], window: int,
+           alpha: float, dependence: float) -> ChangePoint | None:
+    """The group as one confirmed drift, or None when a step fits as well or the commits
+    either side of the ramp do not bear a change out."""
+    first, last = group[0], group[-1]
+    k0, k1 = bounds.index(first.index), bounds.index(last.index)
+    lo = max(bounds[k0 - 1], first.index - window)
+    hi = min(bounds[k1 + 1], last.index + window)
+    ramp = _ramp(y[lo:hi], dependence)
+    if ramp is None:
+        return None
+    start, end = lo + ramp[0], lo + ramp[1]
+    before = y[max(lo, start - window):start]
+    after = y[end:min(hi, end + window)]
+    if _rank_p(before, after, dependence) >= alpha:
+        return None
+    return _step(before, after, start, end, dependence, kind="drift")
 
-    Both models are a weighted least-squares fit of y = a + b x, with x a step (0 then 1) or
-    a ramp (0, rising linearly over at least RAMP_MIN points, then 1). With weights of
-    1 / variance the residual sum is -2 log-likelihood, and the ramp's one extra parameter,
-    its length, costs log(n).
+
+def _ramp(y: np.ndarray, dependence: float = 1.0) -> tuple[int, int] | None:
+    """(first moved point, first point at the new level) of the best ramp through y, when it
+    fits clearly better than the best single step, else None.
+
+    Both models hold the median of the points before (level 0) and after (level 1), and
+    between them a straight line (a step has no points between). Their error is the sum of
+    absolute deviations, so an outlier costs both the same; with a Laplace likelihood the
+    ramp's gain is 2 n log(E_step / E_ramp), which must exceed DRIFT_PENALTY log n (the
+    ramp's one extra parameter, its length, at DRIFT_PENALTY times BIC's price). Under
+    wander, successive points are alike and a stretch of them can lie on a slope by chance:
+    the gain counts n / `dependence` points (the wander's variance factor).
     """
     n = y.size
-    if n < 2 * MIN_SIZE + 2:
+    if n < 2 * MIN_SIZE + RAMP_MIN - 1:
         return None
-    idx = np.arange(n, dtype=float)
-    best = {True: (math.inf, (0, 0)), False: (math.inf, (0, 0))}
-    for s in range(0, n - 1):
-        ends = np.arange(s + 1, n)
-        # x[e, i] = clip((i - s) / (e - s), 0, 1): 0 up to s, 1 from e on.
-        x = np.clip((idx[None, :] - s) / (ends[:, None] - s), 0.0, 1.0)
-        rss = _wls_rss(y, w, x)
-        is_ramp = ends - s >= RAMP_MIN
-        for ramp in (True, False):
-            mask = is_ramp == ramp
-            if mask.any():
-                k = int(np.argmin(np.where(mask, rss, np.inf)))
-                if rss[k] < best[ramp][0]:
-                    best[ramp] = (float(rss[k]), (s + 1, int(ends[k])))
-    if best[True][0] + math.log(n) < best[False][0]:
-        return best[True][1]
+    # row s: the median of the points before s (left) and from s on (right), and the
+    # absolute deviations from them; only splits leaving MIN_SIZE points a side
+    cuts = np.arange(MIN_SIZE, n - MIN_SIZE + 1)
+    before = np.arange(n)[None, :] < cuts[:, None]
+    grid = np.broadcast_to(y, before.shape)
+    left = np.full(n + 1, np.nan)
+    right = np.full(n + 1, np.nan)
+    err_left = np.full(n + 1, np.inf)
+    err_right = np.full(n + 1, np.inf)
+    left[cuts] = np.nanmedian(np.where(before, grid, np.nan), axis=1)
+    right[cuts] = np.nanmedian(np.where(before, np.nan, grid), axis=1)
+    err_left[cuts] = np.where(before, np.abs(grid - left[cuts][:, None]), 0.0).sum(axis=1)
+    err_right[cuts] = np.where(before, 0.0, np.abs(grid - right[cuts][:, None])).sum(axis=1)
+    step_err = err_left + err_right
+    s_step = int(np.nanargmin(step_err))
+    best_step = float(step_err[s_step])
+    best_ramp, where = math.inf, (0, 0)
+    for s in range(MIN_SIZE, n - MIN_SIZE - RAMP_MIN + 2):
+        ends = np.arange(s + RAMP_MIN - 1, n - MIN_SIZE + 1)
+        if ends.size == 0:
+            continue
+        idx = np.arange(s, ends[-1])
+        frac = (idx[None, :] - s + 1) / (ends[:, None] - s + 1)
+        line = left[s] + (right[ends][:, None] - left[s]) * frac
+        inside = idx[None, :] < ends[:, None]
+        middle = np.where(inside, np.abs(y[idx][None, :] - line), 0.0).sum(axis=1)
+        total = err_left[s] + err_right[ends] + middle
+        k = int(np.argmin(total))
+        if total[k] < best_ramp:
+            best_ramp, where = float(total[k]), (s, int(ends[k]))
+    if best_ramp <= 0 or best_step <= 0:
+        return None
+    if 2 * n / dependence * math.log(best_step / best_ramp) > DRIFT_PENALTY * math.log(n):
+        return where
     return None
-
-
-def _wls_rss(y: np.ndarray, w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Weighted residual sum of squares of y = a + b x for each row of x."""
-    sw = w.sum()
-    mx = (x * w).sum(axis=1) / sw
-    my = float((w * y).sum() / sw)
-    dx = x - mx[:, None]
-    dy = y - my
-    sxx = (w * dx * dx).sum(axis=1)
-    sxy = (w * dx * dy).sum(axis=1)
-    syy = float((w * dy * dy).sum())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(sxx > 0, syy - sxy * sxy / sxx, syy)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bench.gate.thresholds import TIMING_METRIC
 from bench.history.analyse import Change, CheckResult, Finding, History, latest_levels
 
 
@@ -42,8 +43,9 @@ def finding_line(finding: Finding) -> str:
     low, high = finding.pct_range()
     size = pct_text(low) if abs(high - low) < 0.05 else f"{pct_text(low)} to {pct_text(high)}"
     n = len(finding.changes)
-    return (f"{finding.time:%Y-%m-%d} {commit_range(finding)}: {n} case{'s' * (n != 1)} "
-            f"{finding.direction} ({size}), {what(finding)}")
+    metric = "" if finding.metric == TIMING_METRIC else f" {finding.metric}"
+    return (f"{finding.time:%Y-%m-%d} {commit_range(finding)}: {n} case{'s' * (n != 1)}"
+            f"{metric} {finding.direction} ({size}), {what(finding)}")
 
 
 def level_rows(history: History) -> list[dict[str, Any]]:
@@ -54,7 +56,7 @@ def level_rows(history: History) -> list[dict[str, Any]]:
         s = row["series"]
         change: Change | None = row["last_change"]
         out.append({
-            "case": s.name, "environment": s.fingerprint[:8], "points": row["points"],
+            "case": s.label, "environment": s.fingerprint[:8], "points": row["points"],
             "latest_ms": row["level_ms"], "band_ms": (row["low_ms"], row["high_ms"]),
             "noise_pct": row["noise_pct"], "changes": row["changes"],
             "last_change": (f"{pct_text(change.point.change_pct)} {interval_text(change)} "
@@ -84,7 +86,7 @@ def check_markdown(result: CheckResult, history: History) -> str:
                   "|---|---|---|---|---|---|"]
         for v in result.verdicts:
             c = v.change
-            lines.append(f"| {v.verdict} | {_md(c.series.name)} | {c.series.fingerprint[:8]} | "
+            lines.append(f"| {v.verdict} | {_md(c.series.label)} | {c.series.fingerprint[:8]} | "
                          f"{pct_text(c.point.change_pct)} {interval_text(c)} | "
                          f"`{commit_range(c)}` | {c.point.kind} |")
         lines.append("")
@@ -102,7 +104,7 @@ def show_markdown(history: History, *, limit: int = 30) -> str:
     if findings:
         lines += ["**Changes, newest first**", ""]
         lines += [f"- {_md(finding_line(f))}: " + ", ".join(
-            f"{_md(c.series.name)} {pct_text(c.point.change_pct)}" for c in f.changes[:8]) +
+            f"{_md(c.series.label)} {pct_text(c.point.change_pct)}" for c in f.changes[:8]) +
             (f" and {len(f.changes) - 8} more" if len(f.changes) > 8 else "")
             for f in findings]
         lines.append("")
@@ -121,7 +123,7 @@ def _md(text: str) -> str:
 
 def finding_dicts(findings: Sequence[Finding]) -> list[dict[str, Any]]:
     """Findings as plain data for --json."""
-    return [{"commit": f.commit, "previous": f.previous, "first": f.first,
+    return [{"commit": f.commit, "previous": f.previous, "first": f.first, "metric": f.metric,
              "time": f.time.isoformat(), "kind": f.kind, "direction": f.direction,
              "accepted": f.accepted,
              "changes": [change_dict(c) for c in f.changes]} for f in findings]
@@ -129,7 +131,7 @@ def finding_dicts(findings: Sequence[Finding]) -> list[dict[str, Any]]:
 
 def change_dict(c: Change) -> dict[str, Any]:
     p = c.point
-    return {"case": c.series.name, "case_id": c.series.case_id,
+    return {"case": c.series.name, "case_id": c.series.case_id, "metric": c.series.metric,
             "fingerprint": c.series.fingerprint, "change_pct": p.change_pct,
             "ci_low_pct": None if p.ratio_low is None else (p.ratio_low - 1) * 100,
             "ci_high_pct": None if p.ratio_high is None else (p.ratio_high - 1) * 100,

@@ -85,6 +85,12 @@ class Accepted:
         return not self.cases or any(matches(name, case_id, p) for p in self.cases)
 
 
+#: Metrics a run records once per case that the history analyses besides the timing: the
+#: whole case's peak RSS, the CUDA allocator's peak in the timed window, instructions per
+#: call (counted runs). Their thresholds are the gate's (memory 10%, counts 0.5%).
+EXTRA_METRICS = ("peak_rss_bytes", "cuda_max_allocated_timed_bytes", "instructions_per_call")
+
+
 @dataclass(frozen=True)
 class PointQuery:
     """Which points to read: a case pattern (substring or glob of the name, or a case_id),
@@ -97,6 +103,10 @@ class PointQuery:
     fingerprint: str | None = None
     #: Only the newest this many commits (0: all), as a window for long histories.
     last_commits: int = 0
+    #: Whether the timing is read (`points`).
+    timing: bool = True
+    #: Metrics read besides the timing (memory peaks, instruction counts: `metric_points`).
+    metrics: tuple[str, ...] = ()
 
 
 def require() -> None:
@@ -305,20 +315,7 @@ class HistoryStore:
         their logs, `se_log` its standard error (a single run keeps its own: from its
         repeats, or its median's interval); `low_ms`/`high_ms` the 95% band drawn around it.
         """
-        where = ["status = 'ok'", "level_ms > 0"]
-        params: list[Any] = []
-        if not query.include_dirty:
-            where.append("NOT coalesce(dirty, false)")
-        if query.branch:
-            where.append("branch = ?")
-            params.append(query.branch)
-        if query.fingerprint:
-            where.append("starts_with(fingerprint, ?)")
-            params.append(query.fingerprint)
-        if query.last_commits:
-            where.append("commit IN (SELECT commit FROM records GROUP BY commit "
-                         "ORDER BY min(commit_time) DESC, commit DESC LIMIT ?)")
-            params.append(int(query.last_commits))
+        where, params = self._filters(query, "level_ms > 0")
         con = self.connect()
         # Runs of one commit are pooled from their per-run figures (no unnest): a run's
         # level is the geometric mean of its n repeats, so the pooled log level is the
@@ -348,19 +345,82 @@ class HistoryStore:
                         ELSE se_one END AS se_log, first_run
             FROM a
             ORDER BY fingerprint, case_id, commit_time, first_run, commit"""
-        frame = con.execute(sql, params).df()
-        if query.patterns and not frame.empty:
-            names = frame[["name", "case_id"]].drop_duplicates()
-            keep = {(n, c) for n, c in names.itertuples(index=False)
-                    if any(matches(n, c, p) for p in query.patterns)}
-            mask = [(n, c) in keep for n, c in zip(frame["name"], frame["case_id"], strict=True)]
-            frame = frame[mask].reset_index(drop=True)
+        frame = self._matching(con.execute(sql, params).df(), query)
         import numpy as np
 
         frame["se_log"] = frame["se_log"].astype(float).fillna(0.0)
         frame["level_ms"] = np.exp(frame["log_level"])
         frame["low_ms"] = np.exp(frame["log_level"] - 1.959964 * frame["se_log"])
         frame["high_ms"] = np.exp(frame["log_level"] + 1.959964 * frame["se_log"])
+        return frame
+
+    def metric_points(self, query: PointQuery = PointQuery()) -> pd.DataFrame:
+        """Like `points`, for metrics a run records once per case (memory peaks, instruction
+        counts: the rows' `metrics`; those of `query.metrics`), one row per series, metric
+        and commit: `log_level` the
+        mean of the runs' logs, `se_log` its standard error between runs (0 for one run),
+        `metric` the metric's name. Rows of runs that did not record the metric are left
+        out, so a store without memory figures costs one query."""
+        import numpy as np
+        import pandas as pd
+
+        metrics = query.metrics
+        if not metrics:
+            return pd.DataFrame()
+        where, params = self._filters(query, "metrics IS NOT NULL")
+        values = ", ".join(
+            f"TRY_CAST(json_extract_string(metrics, '$.\"{_sql_text(m)}\"') AS DOUBLE)"
+            for m in metrics)
+        names = ", ".join(f"'{_sql_text(m)}'" for m in metrics)
+        sql = f"""
+            WITH r AS (SELECT fingerprint, case_id, commit, commit_time, run_started_at, name,
+                              environment, run_id,
+                              unnest([{names}]) AS metric, unnest([{values}]) AS v
+                       FROM records WHERE {' AND '.join(where)}),
+            a AS (SELECT fingerprint, case_id, metric, commit, min(commit_time) AS commit_time,
+                         min(run_started_at) AS first_run,
+                         arg_max(name, run_started_at) AS name,
+                         arg_max(environment, run_started_at) AS environment,
+                         count(DISTINCT run_id) AS runs, avg(ln(v)) AS log_level,
+                         coalesce(stddev_samp(ln(v)) / sqrt(count(*)), 0) AS se_log
+                  FROM r WHERE v > 0 GROUP BY ALL)
+            SELECT fingerprint, environment, case_id, name, metric, commit, commit_time, runs,
+                   runs AS n_repeats, log_level, se_log, first_run
+            FROM a
+            ORDER BY fingerprint, case_id, metric, commit_time, first_run, commit"""
+        frame = self._matching(self.connect().execute(sql, params).df(), query)
+        frame["level_ms"] = np.exp(frame["log_level"])
+        frame["low_ms"] = np.exp(frame["log_level"] - 1.959964 * frame["se_log"])
+        frame["high_ms"] = np.exp(frame["log_level"] + 1.959964 * frame["se_log"])
+        return frame
+
+    def _filters(self, query: PointQuery, present: str) -> tuple[list[str], list[Any]]:
+        """SQL conditions (and their parameters) of a point query."""
+        where = ["status = 'ok'", present]
+        params: list[Any] = []
+        if not query.include_dirty:
+            where.append("NOT coalesce(dirty, false)")
+        if query.branch:
+            where.append("branch = ?")
+            params.append(query.branch)
+        if query.fingerprint:
+            where.append("starts_with(fingerprint, ?)")
+            params.append(query.fingerprint)
+        if query.last_commits:
+            where.append("commit IN (SELECT commit FROM records GROUP BY commit "
+                         "ORDER BY min(commit_time) DESC, commit DESC LIMIT ?)")
+            params.append(int(query.last_commits))
+        return where, params
+
+    @staticmethod
+    def _matching(frame: pd.DataFrame, query: PointQuery) -> pd.DataFrame:
+        """The rows of the cases the query's patterns select."""
+        if query.patterns and not frame.empty:
+            names = frame[["name", "case_id"]].drop_duplicates()
+            keep = {(n, c) for n, c in names.itertuples(index=False)
+                    if any(matches(n, c, p) for p in query.patterns)}
+            mask = [(n, c) in keep for n, c in zip(frame["name"], frame["case_id"], strict=True)]
+            frame = frame[mask].reset_index(drop=True)
         return frame
 
     def commits(self) -> list[tuple[str, datetime]]:

@@ -233,7 +233,7 @@ def _mark(fig: dict[str, Any], when: str, commit: str, direction: str, *,
 
 def _changed_series(history: History) -> list[Series]:
     """Series with an unaccepted change, the biggest change first."""
-    size: dict[tuple[str, str], float] = {}
+    size: dict[tuple[str, str, str], float] = {}
     for c in history.changes():
         if not c.accepted:
             size[c.series.key] = max(size.get(c.series.key, 0.0), abs(c.point.change_pct))
