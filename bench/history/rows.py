@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import statistics
 import subprocess
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -143,26 +142,27 @@ def git_commit_time(sha: str, cwd: Any = None) -> datetime | None:
 
 def _timing_columns(samples_ns: Sequence[float], repeat_medians_ns: Sequence[float],
                     confidence: float) -> dict[str, Any]:
-    from bench.stats import median_ci
+    """A run's level of one case and its interval, as `bench.load()` states them
+    (`bench.stats.level`: across the run's workers where there are two or more); `se_log` is
+    the standard error that gives that interval at 95% (a t-interval over few workers is
+    wider than 1.96 of their standard error, and the history's bands must not be narrower
+    than the run's own)."""
+    from bench.stats import summarize
 
     empty = {"n_repeats": 0, "repeat_medians_ms": None, "median_ms": None, "ci_low_ms": None,
              "ci_high_ms": None, "level_ms": None, "se_log": None, "samples_ms": None}
     samples_ms = [float(s) / 1e6 for s in samples_ns]
     if not samples_ms or min(samples_ms) <= 0:
         return empty
-    medians = [float(m) / 1e6 for m in repeat_medians_ns] or [statistics.median(samples_ms)]
-    low, high = median_ci(samples_ms, confidence)
-    median = statistics.median(samples_ms)
-    if len(medians) >= 2:
-        logs = [math.log(m) for m in medians]
-        level = math.exp(statistics.fmean(logs))
-        se = statistics.stdev(logs) / math.sqrt(len(logs))
-    else:
-        level = median
-        se = (math.log(high) - math.log(low)) / (2 * _Z95) if low > 0 else math.inf
-    return {"n_repeats": len(medians), "repeat_medians_ms": medians, "median_ms": median,
-            "ci_low_ms": low, "ci_high_ms": high, "level_ms": level,
-            "se_log": se if math.isfinite(se) else None, "samples_ms": samples_ms}
+    summary = summarize(samples_ns, confidence=confidence,
+                        worker_medians_ns=repeat_medians_ns)
+    medians = [float(m) / 1e6 for m in repeat_medians_ns] or [summary.median_ms]
+    low, high = summary.ci_low_ms, summary.ci_high_ms
+    se = (math.log(high) - math.log(low)) / (2 * _Z95) if low > 0 else math.inf
+    return {"n_repeats": len(medians), "repeat_medians_ms": medians,
+            "median_ms": summary.median_ms, "ci_low_ms": low, "ci_high_ms": high,
+            "level_ms": summary.median_ms, "se_log": se if math.isfinite(se) else None,
+            "samples_ms": samples_ms}
 
 
 # ---- pytest-benchmark -----------------------------------------------------------------------
