@@ -216,6 +216,45 @@ def t_halfwidth(values: Samples, confidence: float = 0.95) -> float:
 
 
 @dataclass(frozen=True)
+class Drift:
+    """How the machine's speed moved between the rounds of a run: each round's effect is the
+    median, over the cases measured in it, of the log ratio of their worker's median to the
+    case's level (every case slowed alike by the machine moves it; a case's own scatter does
+    not). `sd` is the spread of the round effects and `span` slowest over fastest round.
+    Levels are averages over these moments; two runs taken while the machine is this
+    unsteady can differ by more than their intervals, which see only their own run."""
+
+    rounds: int
+    effects: tuple[float, ...]
+    sd: float
+    span: float
+
+
+#: Round effects this spread (relative) or more make a run's levels hard to compare with
+#: another run's; below it, the machine held its speed through the run.
+STEADY_DRIFT = 0.02
+
+
+def round_drift(cases: Sequence[tuple[Sequence[int], Sequence[float]]]) -> Drift | None:
+    """The drift of a run from its cases' (rounds, worker medians); None with fewer than
+    three rounds of at least three cases that have two or more workers."""
+    by_round: dict[int, list[float]] = {}
+    for rounds, medians in cases:
+        values = np.asarray(medians, dtype=float)
+        if len(rounds) != values.size or values.size < 2 or not np.all(values > 0):
+            continue
+        logs = np.log(values)
+        for k, deviation in zip(rounds, logs - logs.mean(), strict=True):
+            by_round.setdefault(int(k), []).append(float(deviation))
+    effects = [float(np.median(v)) for _, v in sorted(by_round.items()) if len(v) >= 3]
+    if len(effects) < 3:
+        return None
+    return Drift(rounds=len(effects), effects=tuple(effects),
+                 sd=math.expm1(float(np.std(effects, ddof=1))),
+                 span=math.exp(max(effects) - min(effects)))
+
+
+@dataclass(frozen=True)
 class WorkerRun:
     """One finished worker of a case, as the planner of the next one sees it."""
 

@@ -51,8 +51,8 @@ def run_suite(suite: str, out: Path, tree: Path | None, settings: list[str]) -> 
     return time.perf_counter() - began
 
 
-def levels(run_dir: Path) -> dict[str, tuple[float, float, float]]:
-    """case_id -> (level, log half-width, workers) of the ok cases of a run."""
+def levels(run_dir: Path) -> dict[str, tuple[float, float, float, str]]:
+    """case_id -> (level, log half-width, workers, name) of the ok cases of a run."""
     frame = bench.load(run_dir)
     frame = frame[frame["status"] == "ok"]
     out = {}
@@ -61,18 +61,22 @@ def levels(run_dir: Path) -> dict[str, tuple[float, float, float]]:
         if not (value > 0 and low > 0 and high > 0):
             continue
         half = max(math.log(value / low), math.log(high / value))
-        out[row["case_id"]] = (value, half, float(row.get("repeats") or 1))
+        out[row["case_id"]] = (value, half, float(row.get("repeats") or 1), str(row["name"]))
     return out
 
 
-def consistency(runs: list[dict[str, tuple[float, float, float]]]) -> dict[str, Any]:
-    checks, halves, workers = [], [], []
-    for a, b in itertools.combinations(runs, 2):
-        for case_id in a.keys() & b.keys():
-            (m1, h1, _), (m2, h2, _) = a[case_id], b[case_id]
-            checks.append(abs(math.log(m1) - math.log(m2)) <= math.hypot(h1, h2))
+def consistency(runs: list[dict[str, tuple[float, float, float, str]]]) -> dict[str, Any]:
+    checks, halves, workers, pairs = [], [], [], []
+    for (i, a), (j, b) in itertools.combinations(enumerate(runs), 2):
+        for case_id in sorted(a.keys() & b.keys()):
+            (m1, h1, _, name), (m2, h2, _, _) = a[case_id], b[case_id]
+            ok = abs(math.log(m1) - math.log(m2)) <= math.hypot(h1, h2)
+            checks.append(ok)
+            pairs.append({"case": name, "runs": [i, j], "levels_ms": [m1, m2],
+                          "log_half_widths": [h1, h2],
+                          "log_difference": math.log(m2) - math.log(m1), "consistent": ok})
     for run in runs:
-        for value, half, k in run.values():
+        for value, half, k, _ in run.values():
             halves.append((value, math.expm1(half)))
             workers.append(k)
     ms_scale = [h for v, h in halves if v >= 1.0]
@@ -80,7 +84,8 @@ def consistency(runs: list[dict[str, tuple[float, float, float]]]) -> dict[str, 
             "consistent": float(np.mean(checks)) if checks else None,
             "median_half_width": statistics.median(h for _, h in halves) if halves else None,
             "median_half_width_ms_cases": statistics.median(ms_scale) if ms_scale else None,
-            "mean_workers": statistics.mean(workers) if workers else None}
+            "mean_workers": statistics.mean(workers) if workers else None,
+            "pairs": pairs}
 
 
 def main() -> None:
@@ -92,14 +97,20 @@ def main() -> None:
     parser.add_argument("--set", dest="settings", action="append", default=[],
                         help="a setting for the 'now' runs (KEY=VALUE)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/calibration.json"))
+    parser.add_argument("--keep", type=Path, help="keep the run folders here")
+    parser.add_argument("--modes", nargs="+", default=None, choices=("before", "now"),
+                        help="measure only these (default: both with --baseline-tree)")
     args = parser.parse_args()
     suites = args.suite or list(DEFAULT_SUITES)
     modes: dict[str, Path | None] = {"now": None}
     if args.baseline_tree is not None:
         modes = {"before": args.baseline_tree.resolve(), "now": None}
+    if args.modes:
+        modes = {m: t for m, t in modes.items() if m in args.modes}
     report: dict[str, Any] = {"suites": suites, "runs": args.runs, "settings": args.settings,
                               "results": {}}
-    with tempfile.TemporaryDirectory(prefix="calibration-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="calibration-") as temporary:
+        scratch = str(args.keep or temporary)
         folders: dict[tuple[str, str], list[Path]] = {}
         walls: dict[tuple[str, str], list[float]] = {}
         for k in range(args.runs):

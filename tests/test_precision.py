@@ -192,8 +192,8 @@ def test_the_budget_and_the_cap_bound_the_workers():
                         target_ci=0.001)
     apart = runs([1.0, 1.1, 0.9], measure_s=0.32)
     assert worker_window(settings, apart[:2]) == pytest.approx(0.1), \
-        "first workers: max_time_s / max_repeats"
-    assert worker_window(settings, apart) is None, "0.96 s of 1 s spent: no room for 0.1 s"
+        "first workers: max_time_s / (2 max_repeats), at least min_time_s"
+    assert worker_window(settings, apart) is None, "1.86 s spent of 1 s: no room for another"
     roomy = replace(settings, max_time_s=100.0)
     window = worker_window(roomy, apart)
     assert window is not None and 0.1 <= window <= 100.0 / 3
@@ -416,3 +416,43 @@ def test_timings_reported_as_metrics_get_the_level_across_workers():
         (expected.low, expected.high))
     assert merged["prefill_throughput_items_s"] == pytest.approx(640 / expected.value)
     assert merge([workers[0]]).metrics["prefill_ci_low_ms"] == pytest.approx(9.95)
+
+
+# ---- the machine's drift between rounds -----------------------------------------------------
+def drifting_run(round_factors, cases=5, run_id="r", name="c"):
+    """Records of `cases` cases, each with one worker per round; round k slows every case by
+    round_factors[k] (each case's own scatter 0.1%)."""
+    rng = np.random.default_rng(len(round_factors))
+    out = []
+    for c in range(cases):
+        for k, factor in enumerate(round_factors):
+            level_ms = (1.0 + c) * factor * float(np.exp(rng.normal(0, 0.001)))
+            out.append(replace(record(f"{name}{c}", lognormal(level_ms, 30, sigma=0.001,
+                                                              seed=k), run_id=run_id),
+                               repeat=k))
+    return out
+
+
+def test_the_machines_drift_between_rounds_is_measured():
+    from bench.results.repeats import run_drift
+
+    steady = run_drift(drifting_run([1.0, 1.001, 0.999, 1.0]))
+    wild = run_drift(drifting_run([1.0, 1.15, 0.9, 1.1]))
+    assert steady is not None and steady.sd < 0.01 and steady.rounds == 4
+    assert wild is not None and wild.sd > 0.05
+    assert wild.span == pytest.approx(1.15 / 0.9, rel=0.02)
+    assert run_drift(drifting_run([1.0], cases=5)) is None, "one round: no drift to see"
+
+
+def test_compare_warns_when_a_run_was_taken_on_an_unsteady_machine(tmp_path):
+    from gate_helpers import write_run
+
+    from bench.gate.compare import compare_runs
+    from bench.gate.render import env_lines
+
+    base = write_run(tmp_path / "base", drifting_run([1.0, 1.15, 0.9, 1.1], run_id="base"))
+    cand = write_run(tmp_path / "cand", drifting_run([1.0, 1.0, 1.0, 1.0], run_id="cand"))
+    comparison = compare_runs(base, cand)
+    assert [label for label, _ in comparison.unsteady] == ["base"]
+    assert any("archbench ab" in line for line in env_lines(comparison))
+    assert comparison.to_dict()["unsteady"][0]["run"] == "base"

@@ -164,9 +164,28 @@ class ProgressObserver:
             f"{len(cases)} case(s) run by {done} workers")
         resumed = f", {result.skipped} worker(s) resumed" if result.skipped else ""
         say(f"{what}{resumed}: {counts or 'nothing to do'}")
+        drift_line(result.records)
         where = str(result.run_dir)
         say(f"results: {where}/results.jsonl")
         say(f"load them with: python -c \"import bench; print(bench.load('{where}'))\"")
+
+
+def drift_line(records: list[Record]) -> None:
+    """How steady the machine was between rounds, and what that means for comparing runs."""
+    from bench.results.repeats import run_drift
+    from bench.stats import STEADY_DRIFT
+
+    drift = run_drift(records)
+    if drift is None:
+        return
+    moved = (f"the machine's speed moved ±{drift.sd * 100:.1f}% between the {drift.rounds} "
+             f"rounds (slowest {drift.span:.2f}× the fastest)")
+    if drift.sd <= STEADY_DRIFT:
+        say(f"{moved}: steady")
+    else:
+        say(("warning:", "yellow"), f" {moved}: levels from another run may differ by more "
+            "than their intervals; compare within one run (best, the report) or with "
+            "`archbench ab`", err=True)
 
 
 _STATUS_STYLE: dict[str, Part] = {"ok": ("  ok", "green"), "unsupported": ("skip", "yellow")}

@@ -5,10 +5,11 @@ one more. With a fixed `repeats = R` a case gets R workers. With `repeats = "aut
 `min_repeats` (a level's interval needs workers to compare), then one more a round while the
 interval of its level — the t-interval over its workers' medians, which includes what varies
 between runs — is wider than ±`target_ci`, up to `max_repeats` workers or `max_time_s` of
-measuring. A case one of whose workers did not end ok gets no more: the record says why.
+its workers' time in all. A case one of whose workers did not end ok gets no more: the
+record says why.
 
 The measuring window of each worker (Kalibera & Jones): the first workers get
-`max_time_s / max_repeats` (within [min_time_s, max_time_s / min_repeats]); later ones the
+`max_time_s / (2 max_repeats)` (within [min_time_s, max_time_s / min_repeats]); later ones the
 window that buys the level's precision at the least cost, from the variance between the
 workers so far and inside each (`bench.stats.plan_workers`): short windows and more workers
 where workers disagree, long ones where each worker is noisy but they agree.
@@ -118,16 +119,19 @@ def next_worker(case: Case, records: Sequence[Record]) -> tuple[Case, int] | Non
 
 def worker_window(settings: Settings, runs: Sequence[WorkerRun]) -> float | None:
     """The next worker's measuring window, or None when the case has enough workers: its
-    level's interval is within ±target_ci, or it has max_repeats, or the budget is spent."""
+    level's interval is within ±target_ci, or it has max_repeats, or another worker would
+    not fit in what is left of max_time_s (which counts each worker's whole time: its
+    start, build and warm-up as well as its window)."""
     longest = max(settings.max_time_s / settings.min_repeats, settings.min_time_s)
     if len(runs) < settings.min_repeats:
-        return min(max(settings.max_time_s / settings.max_repeats, settings.min_time_s),
+        return min(max(settings.max_time_s / (2 * settings.max_repeats), settings.min_time_s),
                    longest)
     if len(runs) >= settings.max_repeats:
         return None
     if level([r.median for r in runs], settings.confidence).rel <= settings.target_ci:
         return None
-    left = settings.max_time_s - sum(r.measure_s for r in runs)
+    overhead = statistics.median(r.overhead_s for r in runs)
+    left = settings.max_time_s - sum(r.measure_s + r.overhead_s for r in runs) - overhead
     if left < settings.min_time_s or left <= 0:
         return None
     plan = plan_workers(runs, settings.target_ci, settings.confidence,

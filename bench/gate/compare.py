@@ -184,6 +184,9 @@ class Comparison:
     pair_quantile: float | None = None
     #: Labels of the runs whose cases ran on more than one kind of node (a Ray cluster).
     mixed_hardware: tuple[str, ...] = ()
+    #: (label, spread) of each run whose machine's speed moved between its rounds by more
+    #: than `bench.stats.STEADY_DRIFT` (`bench.results.repeats.run_drift`).
+    unsteady: tuple[tuple[str, float], ...] = ()
 
     @property
     def regressions(self) -> tuple[MetricVerdict, ...]:
@@ -243,6 +246,7 @@ class Comparison:
             "unresolved": len(self.unresolved()),
             "detectable_pct": self.detectable_pct(),
             "mixed_hardware": list(self.mixed_hardware),
+            "unsteady": [{"run": label, "drift": sd} for label, sd in self.unsteady],
             "only_in_baseline": list(self.only_in_baseline),
             "only_in_candidate": list(self.only_in_candidate),
             "verdicts": [plain(v.to_dict()) for v in self.verdicts],
@@ -291,7 +295,22 @@ def compare_runs(baseline: RunLike | RunData, candidate: RunLike | RunData,
                                  labels=labels, envs=(base.env, cand.env))
     mixed = tuple(label for label, run in zip(labels, (base, cand), strict=True)
                   if run.env and run.env.get("mixed_hardware"))
-    return replace(comparison, mixed_hardware=mixed)
+    return replace(comparison, mixed_hardware=mixed,
+                   unsteady=unsteady_runs(labels, (base.records, cand.records)))
+
+
+def unsteady_runs(labels: Sequence[str], runs: Sequence[Sequence[Record]]
+                  ) -> tuple[tuple[str, float], ...]:
+    """The runs whose machine did not hold its speed between rounds, with by how much."""
+    from bench.results.repeats import run_drift
+    from bench.stats import STEADY_DRIFT
+
+    out = []
+    for label, records in zip(labels, runs, strict=True):
+        drift = run_drift(records)
+        if drift is not None and drift.sd > STEADY_DRIFT:
+            out.append((label, drift.sd))
+    return tuple(out)
 
 
 def env_mismatch(baseline: Mapping[str, Any] | None,

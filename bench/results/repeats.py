@@ -12,9 +12,12 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.results.record import Record
+
+if TYPE_CHECKING:
+    from bench.stats import Drift
 
 _STATUS_ORDER = ("crashed", "oom", "timeout", "failed", "unsupported", "ok")
 
@@ -25,6 +28,20 @@ def merge_repeats(records: Iterable[Record]) -> list[Record]:
     for record in records:
         groups.setdefault((record.run_id, record.case_id), []).append(record)
     return [merge(group) for group in groups.values()]
+
+
+def run_drift(records: Iterable[Record]) -> Drift | None:
+    """How the machine's speed moved between the rounds of the run these records come from
+    (`bench.stats.round_drift`); None when too few cases had several workers."""
+    from bench.stats import round_drift
+
+    cases = []
+    for record in merge_repeats(records):
+        timing = record.timing or {}
+        rounds, medians = timing.get("repeat_ids") or [], timing.get("repeat_medians_ns") or []
+        if record.status == "ok" and len(rounds) == len(medians) >= 2:
+            cases.append((rounds, medians))
+    return round_drift(cases)
 
 
 def merge(group: list[Record]) -> Record:

@@ -45,7 +45,7 @@ class Settings:
     A case is measured by several worker processes (`repeats = "auto"`): at least
     `min_repeats`, then more, one a round, until the 95% interval of its level — across its
     workers, so it includes what varies between runs — is within ±`target_ci`, or
-    `max_repeats` workers, or `max_time_s` of measuring over all of them. Each worker warms
+    `max_repeats` workers, or `max_time_s` of its workers' time in all. Each worker warms
     up until its timings are steady, then samples for at least `min_samples` and
     `min_time_s` and stops when its own median's interval is within ±`target_ci` or its
     window (chosen by the run from the variance between and within the workers so far) ends.
@@ -64,13 +64,14 @@ class Settings:
     #: Per worker: the fewest samples before it may stop.
     min_samples: Annotated[int, Field(ge=2, le=MAX_COUNT, strict=True)] = 10
     #: Per worker: the shortest measuring window.
-    min_time_s: NonNegativeFloat = 0.2
-    #: The most measuring time a case gets: over all its workers with repeats = "auto",
-    #: per worker with a fixed number of repeats.
+    min_time_s: NonNegativeFloat = 0.1
+    #: The most time a case gets: with repeats = "auto", its workers' time in all (each
+    #: worker's start, build and warm-up as well as its measuring window); with a fixed
+    #: number of repeats, each worker's measuring window.
     max_time_s: PositiveFloat = 10.0
     #: The relative half-width of the level's 95% interval a case stops at (and a worker at
     #: its own median's).
-    target_ci: Annotated[float, Field(gt=0, lt=1, strict=True, allow_inf_nan=False)] = 0.02
+    target_ci: Annotated[float, Field(gt=0, lt=1, strict=True, allow_inf_nan=False)] = 0.03
     #: The confidence level of every interval a case reports.
     confidence: Annotated[float, Field(gt=0.5, lt=1, strict=True, allow_inf_nan=False)] = 0.95
     #: Per worker: a hard cap on samples.

@@ -250,6 +250,29 @@ def _devices_html(frame: pd.DataFrame) -> str:
     return f"<h3>Devices and clocks</h3><ul>{''.join(items)}</ul>"
 
 
+def _drift_html(ok: pd.DataFrame) -> str:
+    """How the machine's speed moved between the rounds of each run (`bench.stats.Drift`)."""
+    from bench.stats import STEADY_DRIFT, round_drift
+
+    if not {"repeat_ids", "repeat_medians_ms", "run_id"} <= set(ok.columns):
+        return ""
+    lines = []
+    for run_id, rows in ok.groupby("run_id", sort=False):
+        cases = [(ids, medians) for ids, medians in zip(rows["repeat_ids"],
+                                                        rows["repeat_medians_ms"], strict=True)
+                 if isinstance(ids, (list, tuple)) and isinstance(medians, (list, tuple))]
+        drift = round_drift(cases)
+        if drift is None:
+            continue
+        steady = drift.sd <= STEADY_DRIFT
+        verdict = ("steady" if steady else "unsteady: levels from another run may differ by "
+                   "more than their intervals; compare within this run or with archbench ab")
+        lines.append(f"<p class=\"{'good' if steady else 'warn'}\">Run {esc(run_id)}: the "
+                     f"machine's speed moved ±{drift.sd * 100:.1f}% between its {drift.rounds} "
+                     f"rounds (slowest {drift.span:.2f}× the fastest) — {esc(verdict)}.</p>")
+    return "".join(lines)
+
+
 def _placement(column: pd.Series) -> list[str]:
     """Where the workers ran: pinned CPUs and the samplers' CPU, or why not pinned."""
     states = [v for v in column if isinstance(v, Mapping)]
@@ -266,12 +289,13 @@ def _noise_html(frame: pd.DataFrame) -> str:
     if ok.empty:
         return ""
     noisy = noisy_cases(frame)
-    intro = ("<p>Each latency is the case's level: the geometric mean of its workers' medians, "
-             "with the 95% t-interval over the workers (± is its larger half-width), so it "
-             "includes what varies between runs. A case measured by one worker shows that "
-             "worker's median and the distribution-free interval of its samples, which does "
-             "not, and says so. Noise is IQR / median of the samples; at 10% or more a case "
-             "is flagged.</p>")
+    intro = _drift_html(ok) + (
+        "<p>Each latency is the case's level: the geometric mean of its workers' medians, "
+        "with the 95% t-interval over the workers (± is its larger half-width), so it "
+        "includes what varies between the workers of a run. A case measured by one worker "
+        "shows that worker's median and the distribution-free interval of its samples, which "
+        "does not, and says so. Noise is IQR / median of the samples; at 10% or more a case "
+        "is flagged.</p>")
     if noisy.empty:
         return f"<h3>Noise</h3>{intro}<p class=\"good\">All {len(ok)} measured case(s) are " \
                "within the noise limit and met their confidence target.</p>"
