@@ -128,7 +128,7 @@ FIXTURE_ERRORS = """
 import torch
 
 def test_window(archbench):
-    archbench(torch.nn.Linear(4, 2), torch.randn(2, 4), max_time_s=0.1)
+    archbench(torch.nn.Linear(4, 2), torch.randn(2, 4), max_time_s=0.05)
 
 def test_device(archbench):
     archbench(torch.nn.Linear(4, 2), torch.randn(2, 4), device="cuda:\\u0663")
@@ -140,6 +140,6 @@ def test_fixture_setting_errors_fail_the_test_without_a_traceback(pytester):
     result = pytester.runpytest("--archbench-out", str(pytester.path / "run"))
     result.assert_outcomes(failed=2)
     text = result.stdout.str()
-    assert "max_time_s = 0.1 (settings) is below min_time_s = 0.2 (default)" in text
+    assert "max_time_s = 0.05 (settings) is below min_time_s = 0.1 (default)" in text
     assert 'unknown device "cuda:٣"' in text
     assert "bench/" not in text and "Traceback" not in text

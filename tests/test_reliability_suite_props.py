@@ -218,14 +218,14 @@ def test_a_block_expanding_to_too_many_cases_is_rejected(suite_path: Path) -> No
 def test_max_time_override_below_default_min_time_names_both(suite_path: Path) -> None:
     suite_path.write_text('[suite]\nname = "s"\n[[sweep]]\nmodel = "mlp"\n')
     with pytest.raises(SpecError) as info:
-        load(suite_path, settings_overrides={"max_time_s": 0.1})
+        load(suite_path, settings_overrides={"max_time_s": 0.05})
     message = str(info.value)
-    assert "max_time_s = 0.1 (override)" in message
-    assert "min_time_s = 0.2 (default)" in message
-    assert "--set min_time_s=0.1" in message
+    assert "max_time_s = 0.05 (override)" in message
+    assert "min_time_s = 0.1 (default)" in message
+    assert "--set min_time_s=0.05" in message
     assert str(suite_path) not in message  # the file is not what is wrong
     # The fix it names works.
-    load(suite_path, settings_overrides={"max_time_s": 0.1, "min_time_s": 0.1})
+    load(suite_path, settings_overrides={"max_time_s": 0.05, "min_time_s": 0.05})
 
 
 @pytest.mark.parametrize(("model", "axes"), [
