@@ -165,12 +165,20 @@ def large(run: Run, precision: str) -> Record | None:
     return pick(run.records, suite="gpu", width=8192, precision=precision, prune="none")
 
 
-def roofline_row(device: Device, run: Run) -> Row:
-    claim = f"gpu.toml bf16 large MLP: roofline_fraction >= {ROOFLINE_GOAL}"
+def large_bf16(device: Device, run: Run, claim: str) -> Record | Row:
+    """gpu.toml's bf16 large MLP, or the row saying why it cannot decide `claim`."""
     record = large(run, "bf16")
     early = unjudgeable(device, claim, record, "the bf16 large MLP")
-    if early or record is None:
-        return early or Row(claim, "fail")
+    if early is not None:
+        return early
+    return record if record is not None else Row(claim, "fail")
+
+
+def roofline_row(device: Device, run: Run) -> Row:
+    claim = f"gpu.toml bf16 large MLP: roofline_fraction >= {ROOFLINE_GOAL}"
+    record = large_bf16(device, run, claim)
+    if isinstance(record, Row):
+        return record
     m = record.metrics
     fraction = m.get("roofline_fraction")
     if fraction is None:
@@ -193,10 +201,9 @@ def timed_samples(record: Record, series: str) -> int:
 
 def nvml_row(device: Device, run: Run) -> Row:
     claim = "NVML utilisation, power, clock samples: present and plausible (bf16 large MLP)"
-    record = large(run, "bf16")
-    early = unjudgeable(device, claim, record, "the bf16 large MLP")
-    if early or record is None:
-        return early or Row(claim, "fail")
+    record = large_bf16(device, run, claim)
+    if isinstance(record, Row):
+        return record
     m, facts = record.metrics, device.truth.get("nvml") or {}
     timed_s = float((record.timing or {}).get("measure_ns") or 0) / 1e9
     interval = float(record.settings.get("telemetry_interval_s") or 0.02)
@@ -227,10 +234,9 @@ def nvml_row(device: Device, run: Run) -> Row:
 
 def energy_row(device: Device, run: Run) -> Row:
     claim = "energy by the NVML counter, agreeing with sampled power (bf16 large MLP)"
-    record = large(run, "bf16")
-    early = unjudgeable(device, claim, record, "the bf16 large MLP")
-    if early or record is None:
-        return early or Row(claim, "fail")
+    record = large_bf16(device, run, claim)
+    if isinstance(record, Row):
+        return record
     m = record.metrics
     if not m.get("energy_j") or not m.get("energy_window_s"):
         return Row(claim, "fail", "no energy", collector_reason(record, "energy"))
@@ -257,10 +263,9 @@ def _largest(metrics: Mapping[str, Any], prefix: str) -> float | None:
 
 def memory_row(device: Device, run: Run) -> Row:
     claim = "device memory: NVML peak vs torch.cuda.max_memory_allocated (bf16 large MLP)"
-    record = large(run, "bf16")
-    early = unjudgeable(device, claim, record, "the bf16 large MLP")
-    if early or record is None:
-        return early or Row(claim, "fail")
+    record = large_bf16(device, run, claim)
+    if isinstance(record, Row):
+        return record
     m = record.metrics
     allocated = _largest(m, "cuda_max_allocated_")
     reserved = _largest(m, "cuda_max_reserved_")
@@ -285,10 +290,9 @@ def memory_row(device: Device, run: Run) -> Row:
 
 def profile_row(device: Device, run: Run) -> Row:
     claim = "profiler: a Chrome trace and device time per operator (bf16 large MLP)"
-    record = large(run, "bf16")
-    early = unjudgeable(device, claim, record, "the bf16 large MLP")
-    if early or record is None:
-        return early or Row(claim, "fail")
+    record = large_bf16(device, run, claim)
+    if isinstance(record, Row):
+        return record
     profile = record.info.get("profile") or {}
     trace = run.path / str(profile.get("trace") or "-")
     top = max(profile.get("top_ops") or [{}], key=lambda op: op.get("self_device_ms") or 0)
