@@ -456,3 +456,40 @@ def test_compare_warns_when_a_run_was_taken_on_an_unsteady_machine(tmp_path):
     assert [label for label, _ in comparison.unsteady] == ["base"]
     assert any("archbench ab" in line for line in env_lines(comparison))
     assert comparison.to_dict()["unsteady"][0]["run"] == "base"
+
+
+def test_the_levels_interval_includes_the_runs_drift_and_the_stop_rule_does_not():
+    """What the machine did between rounds is shared by every case of the run, so more workers
+    cannot shrink it: the level's interval adds it as a run-level term; `target_met` and
+    `stop_reason` still judge what the stop rule saw (the workers' interval alone)."""
+    medians = [10.0, 10.1, 9.9, 10.05]
+    plain = level(medians)
+    drifting = level(medians, machine_drift=0.03)
+    half = math.log(plain.high / plain.value)
+    expected = math.hypot(half, 1.959964 * math.log1p(0.03))
+    assert math.log(drifting.high / drifting.value) == pytest.approx(expected, rel=1e-4)
+    assert drifting.value == plain.value and drifting.machine_drift == 0.03
+    assert level([10.0], own_interval=(9.9, 10.1), machine_drift=0.03).rel == \
+        pytest.approx(0.01), "one worker: no run-level term (no rounds to see it in)"
+
+
+def test_every_reader_gets_the_interval_with_the_runs_drift(tmp_path):
+    from gate_helpers import write_run
+
+    from bench.results.repeats import merge_repeats, run_drift
+
+    wild = drifting_run([1.0, 1.06, 0.95, 1.04])
+    drift = run_drift(wild)
+    assert drift is not None and drift.sd > 0.03
+    merged = merge_repeats(wild)
+    assert {r.timing["machine_drift_sd"] for r in merged} == {drift.sd}
+    summary = merged[0].summary()
+    assert summary.machine_drift == drift.sd
+    assert summary.ci_rel > 1.96 * math.log1p(drift.sd) * 0.99
+    assert summary.stop_ci_rel < summary.ci_rel
+    frame = load(write_run(tmp_path / "run", wild))
+    assert frame["ci_rel"].tolist() == pytest.approx([r.summary().ci_rel for r in merged])
+    assert (frame["machine_drift"] == drift.sd).all()
+    assert (frame["stop_ci_rel"] < frame["ci_rel"]).all()
+    steady = merge_repeats(drifting_run([1.0, 1.0005, 0.9995, 1.0]))
+    assert steady[0].summary().ci_rel < 0.01, "a steady machine adds next to nothing"
