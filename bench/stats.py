@@ -93,10 +93,6 @@ class Summary:
     workers: int = 1
     between_workers: bool = False
     worker_ci_rel: float | None = None
-    #: The run's machine drift (`Drift.sd`) the interval includes, None when it includes none.
-    machine_drift: float | None = None
-    #: The interval the stop rule judged (`target_ci`): the level's without the machine drift.
-    stop_ci_rel: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,22 +100,18 @@ class Summary:
 
 def summarize(samples_ns: Sequence[float], *, items_per_iter: int = 1,
               confidence: float = 0.95, worker_medians_ns: Sequence[float] = (),
-              worker_ci_rel: Sequence[float] = (),
-              machine_drift: float | None = None) -> Summary:
+              worker_ci_rel: Sequence[float] = ()) -> Summary:
     """Summary statistics of per-iteration times given in nanoseconds: of one worker's, or
-    of a case's workers pooled (with each worker's median and own relative interval, and
-    the run's machine drift, which the level's interval then includes)."""
+    of a case's workers pooled (with each worker's median and own relative interval)."""
     ms = np.asarray(samples_ns, dtype=float) / 1e6
     if ms.size == 0:
         raise ValueError("no samples to summarise")
     q1, median, q3, p90, p95, p99 = np.percentile(ms, [25, 50, 75, 90, 95, 99])
     medians = np.asarray(worker_medians_ns, dtype=float) / 1e6
     if medians.size >= 2 and np.all(medians > 0):
-        case = level(medians, confidence, machine_drift=machine_drift)
-        stop_rel = level(medians, confidence).rel if case.machine_drift else case.rel
+        case = level(medians, confidence)
     else:
         case = level([median], confidence, own_interval=median_ci(ms, confidence))
-        stop_rel = case.rel
     lo, hi, centre = case.low, case.high, case.value
     iqr = float(q3 - q1)
     noise = iqr / median if median > 0 else math.inf
@@ -147,8 +139,6 @@ def summarize(samples_ns: Sequence[float], *, items_per_iter: int = 1,
         between_workers=case.between_workers,
         worker_ci_rel=float(np.median(own)) if own else (
             None if case.between_workers else case.rel),
-        machine_drift=case.machine_drift,
-        stop_ci_rel=stop_rel,
     )
 
 
@@ -165,13 +155,6 @@ class Level:
     few values would only echo their observed range (too narrow). False (one worker): its
     median and the median's distribution-free interval, which sees only the noise inside that
     worker — readers must say that variation between runs was not measured.
-
-    `machine_drift`: a run's workers sample only the seconds the run lasted, while the
-    machine's speed wanders over minutes, shared by every case of the run. Where the run
-    measured that wander (`Drift.sd`, from the effects of its rounds), the interval adds it
-    as a run-level term that more workers cannot shrink: half-width² = (t·s/√k)² +
-    (z·log(1 + drift))² on the log scale. Comparisons inside one run pair their rounds
-    instead (`bench.gate.paired`), where the shared drift cancels.
     """
 
     value: float
@@ -179,7 +162,6 @@ class Level:
     high: float
     workers: int
     between_workers: bool
-    machine_drift: float | None = None
 
     @property
     def rel(self) -> float:
@@ -193,14 +175,9 @@ class Level:
 ONE_WORKER = "one worker: variation between runs not measured"
 
 
-def interval_basis(workers: int, between_workers: bool,
-                   machine_drift: float | None = None) -> str:
+def interval_basis(workers: int, between_workers: bool) -> str:
     """What a level's interval includes, in words, for every place that shows one."""
-    if not between_workers:
-        return ONE_WORKER
-    if machine_drift:
-        return f"{workers} workers and the run's machine drift (±{machine_drift * 100:.1f}%)"
-    return f"{workers} workers"
+    return f"{workers} workers" if between_workers else ONE_WORKER
 
 
 def t_quantile(df: float, p: float) -> float:
@@ -211,11 +188,9 @@ def t_quantile(df: float, p: float) -> float:
 
 
 def level(worker_medians: Samples, confidence: float = 0.95,
-          own_interval: tuple[float, float] | None = None,
-          machine_drift: float | None = None) -> Level:
+          own_interval: tuple[float, float] | None = None) -> Level:
     """The level of a case from its workers' medians; with one worker, `own_interval` is its
-    median's own interval (NaN bounds when not given). With two or more, `machine_drift` (the
-    run's `Drift.sd`) widens the interval by the run-level term described on `Level`."""
+    median's own interval (NaN bounds when not given)."""
     medians = np.asarray(worker_medians, dtype=float)
     if medians.size == 0:
         raise ValueError("no worker medians")
@@ -227,13 +202,8 @@ def level(worker_medians: Samples, confidence: float = 0.95,
     logs = np.log(medians)
     centre = float(logs.mean())
     half = t_halfwidth(logs, confidence)
-    drift = machine_drift if machine_drift is not None and machine_drift > 0 else None
-    if drift is not None:
-        from scipy.special import ndtri
-
-        half = math.hypot(half, float(ndtri(0.5 + confidence / 2)) * math.log1p(drift))
     return Level(math.exp(centre), math.exp(centre - half), math.exp(centre + half),
-                 int(medians.size), True, drift)
+                 int(medians.size), True)
 
 
 def t_halfwidth(values: Samples, confidence: float = 0.95) -> float:
@@ -251,9 +221,8 @@ class Drift:
     median, over the cases measured in it, of the log ratio of their worker's median to the
     case's level (every case slowed alike by the machine moves it; a case's own scatter does
     not). `sd` is the spread of the round effects and `span` slowest over fastest round.
-    Levels are averages over these moments, and their intervals include `sd` as a run-level
-    term (`Level`); the machine can still move more between two runs minutes apart than
-    within either, which no interval from one run can see."""
+    Levels are averages over these moments; two runs taken while the machine is this
+    unsteady can differ by more than their intervals, which see only their own run."""
 
     rounds: int
     effects: tuple[float, ...]

@@ -181,11 +181,11 @@ def drift_line(records: list[Record]) -> None:
     moved = (f"the machine's speed moved ±{drift.sd * 100:.1f}% between the {drift.rounds} "
              f"rounds (slowest {drift.span:.2f}× the fastest)")
     if drift.sd <= STEADY_DRIFT:
-        say(f"{moved}: steady; the intervals in the results include it")
+        say(f"{moved}: steady")
     else:
-        say(("warning:", "yellow"), f" {moved}: the intervals in the results include it, "
-            "but the machine may move more between runs than within this one; compare "
-            "within one run (best, the report) or with `archbench ab`", err=True)
+        say(("warning:", "yellow"), f" {moved}: levels from another run may differ by more "
+            "than their intervals; compare within one run (best, the report) or with "
+            "`archbench ab`", err=True)
 
 
 _STATUS_STYLE: dict[str, Part] = {"ok": ("  ok", "green"), "unsupported": ("skip", "yellow")}
@@ -223,8 +223,7 @@ def describe(record: Record) -> str:
     met = "" if not isinstance(target, (int, float)) or summary.ci_rel <= target else (
         f" (target ±{target * 100:g}% not met)")
     return (f"median {summary.median_ms:.4g} ms ±{summary.ci_rel * 100:.1f}%{met}  "
-            f"{interval_basis(summary.workers, summary.between_workers, summary.machine_drift)}, "
-            f"n={summary.n}")
+            f"{interval_basis(summary.workers, summary.between_workers)}, n={summary.n}")
 
 
 def add_to_history(store_path: Path, run_dir: Path) -> None:

@@ -85,10 +85,9 @@ def env_lines(comparison: Comparison) -> list[str]:
              for label in comparison.mixed_hardware]
     paired = any(v.test == "paired" for v in comparison.timing())
     lines += [f"{label}: the machine's speed moved ±{sd * 100:.1f}% between the run's rounds; "
-              "its intervals include that, but a machine this unsteady can move a whole run's "
-              "levels by more between runs than within one"
-              + ("" if paired else " — measure both sides in one run with `archbench ab` for "
-                 "a gate drift cannot fool")
+              "a machine this unsteady can move a whole run's levels by more than their "
+              "intervals" + ("" if paired else " — measure both sides in one run with "
+                             "`archbench ab` for a gate drift cannot fool")
               for label, sd in comparison.unsteady]
     return lines + _env_lines(comparison)
 

@@ -135,10 +135,7 @@ def interval(row: Mapping[str, Any], digits: int = 2) -> str:
     if not is_number(row.get("ci_rel")):
         return "–"
     workers = int(float(row["repeats"])) if is_number(row.get("repeats")) else 1
-    drift = row.get("machine_drift")
-    basis = interval_basis(workers, bool(row.get("ci_between_workers")),
-                           float(drift) if isinstance(drift, (int, float)) and is_number(drift)
-                           else None)
+    basis = interval_basis(workers, bool(row.get("ci_between_workers")))
     return f"±{pct(row.get('ci_rel'), digits)} ({basis})"
 
 

@@ -107,8 +107,7 @@ def flatten(record: Record) -> dict[str, Any]:
             "warmup_ms": _ms(timing.get("warmup_ns")),
             "measure_s": (timing.get("measure_ns") or 0) / 1e9,
             "target_ci": target,
-            "target_met": (summary.stop_ci_rel <= target
-                           if isinstance(target, (int, float)) and summary.stop_ci_rel is not None
+            "target_met": (summary.ci_rel <= target if isinstance(target, (int, float))
                            else timing.get("target_met")),
             "stop_reason": _stop_reason(record, summary),
             "clock": timing.get("clock"),
@@ -133,8 +132,7 @@ def _stop_reason(record: Record, summary: Summary) -> str | None:
     if not summary.between_workers:
         return (record.timing or {}).get("stop_reason")
     target = record.settings.get("target_ci")
-    if isinstance(target, (int, float)) and summary.stop_ci_rel is not None \
-            and summary.stop_ci_rel <= target:
+    if isinstance(target, (int, float)) and summary.ci_rel <= target:
         return "target_ci"
     most = record.settings.get("max_repeats") if record.settings.get("repeats") == "auto" \
         else record.settings.get("repeats")

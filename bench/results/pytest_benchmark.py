@@ -62,8 +62,7 @@ def benchmark(record: Record) -> dict[str, Any]:
     level = {} if summary is None else {
         "level_s": summary.median_ms / 1e3, "level_ci_low_s": summary.ci_low_ms / 1e3,
         "level_ci_high_s": summary.ci_high_ms / 1e3, "workers": summary.workers,
-        "interval_over": interval_basis(summary.workers, summary.between_workers,
-                                        summary.machine_drift)}
+        "interval_over": interval_basis(summary.workers, summary.between_workers)}
     return {
         "group": record.suite or None,
         "name": record.name,

@@ -75,8 +75,7 @@ class Record:
         own = timing.get("repeat_ci_rel") or [timing.get("ci_rel")]
         return summarize(samples, items_per_iter=items, confidence=confidence,
                          worker_medians_ns=timing.get("repeat_medians_ns") or (),
-                         worker_ci_rel=[x for x in own if isinstance(x, (int, float))],
-                         machine_drift=timing.get("machine_drift_sd"))
+                         worker_ci_rel=[x for x in own if isinstance(x, (int, float))])
 
     @property
     def median_ms(self) -> float | None:

@@ -23,37 +23,20 @@ _STATUS_ORDER = ("crashed", "oom", "timeout", "failed", "unsupported", "ok")
 
 
 def merge_repeats(records: Iterable[Record]) -> list[Record]:
-    """One record per (run, case), in the order cases first appear. Each case with two or more
-    workers carries its run's machine drift (`timing.machine_drift_sd`, `run_drift`), which
-    its level's interval includes (`bench.stats.Level`)."""
+    """One record per (run, case), in the order cases first appear."""
     groups: dict[tuple[str, str], list[Record]] = {}
     for record in records:
         groups.setdefault((record.run_id, record.case_id), []).append(record)
-    merged = [merge(group) for group in groups.values()]
-    by_run: dict[str, list[Record]] = {}
-    for record in merged:
-        by_run.setdefault(record.run_id, []).append(record)
-    for run in by_run.values():
-        drift = _drift(run)
-        for record in run:
-            timing = record.timing  # a merge's own dict wherever there are several workers
-            if record.status == "ok" and isinstance(timing, dict) and len(
-                    timing.get("repeat_medians_ns") or []) >= 2:
-                timing["machine_drift_sd"] = drift.sd if drift is not None else None
-    return merged
+    return [merge(group) for group in groups.values()]
 
 
 def run_drift(records: Iterable[Record]) -> Drift | None:
     """How the machine's speed moved between the rounds of the run these records come from
     (`bench.stats.round_drift`); None when too few cases had several workers."""
-    return _drift(merge_repeats(records))
-
-
-def _drift(merged: Iterable[Record]) -> Drift | None:
     from bench.stats import round_drift
 
     cases = []
-    for record in merged:
+    for record in merge_repeats(records):
         timing = record.timing or {}
         rounds, medians = timing.get("repeat_ids") or [], timing.get("repeat_medians_ns") or []
         if record.status == "ok" and len(rounds) == len(medians) >= 2:

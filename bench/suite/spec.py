@@ -43,10 +43,8 @@ class Settings:
     """How to measure: warm-up, stopping rule, limits. Not part of a case's identity.
 
     A case is measured by several worker processes (`repeats = "auto"`): at least
-    `min_repeats`, then more, one a round, until the 95% interval of its level across its
-    workers (so it includes what varies between them; the run's machine drift, which more
-    workers cannot shrink, is added to the reported interval afterwards) is within
-    ±`target_ci`, or
+    `min_repeats`, then more, one a round, until the 95% interval of its level — across its
+    workers, so it includes what varies between runs — is within ±`target_ci`, or
     `max_repeats` workers, or `max_time_s` of its workers' time in all. Each worker warms
     up until its timings are steady, then samples for at least `min_samples` and
     `min_time_s` and stops when its own median's interval is within ±`target_ci` or its
@@ -71,8 +69,8 @@ class Settings:
     #: worker's start, build and warm-up as well as its measuring window); with a fixed
     #: number of repeats, each worker's measuring window.
     max_time_s: PositiveFloat = 10.0
-    #: The relative half-width of the level's 95% interval across its workers a case stops
-    #: at (and a worker at its own median's).
+    #: The relative half-width of the level's 95% interval a case stops at (and a worker at
+    #: its own median's).
     target_ci: Annotated[float, Field(gt=0, lt=1, strict=True, allow_inf_nan=False)] = 0.03
     #: The confidence level of every interval a case reports.
     confidence: Annotated[float, Field(gt=0.5, lt=1, strict=True, allow_inf_nan=False)] = 0.95

@@ -114,12 +114,9 @@ def table_frame(frame: pd.DataFrame) -> pd.DataFrame:
         workers = pd.to_numeric(out.get("repeats", pd.Series(1, index=out.index)),
                                 errors="coerce").fillna(1)
         between = out.get("ci_between_workers", pd.Series(False, index=out.index))
-        drift = out.get("machine_drift", pd.Series(None, index=out.index))
         out["_interval_over"] = [
-            interval_basis(int(w), bool(b), float(d) if is_number(d) else None)
-            if is_number(c) else None
-            for w, b, d, c in zip(workers, between.fillna(False), drift, out["ci_rel"],
-                                  strict=True)]
+            interval_basis(int(w), bool(b)) if is_number(c) else None
+            for w, b, c in zip(workers, between.fillna(False), out["ci_rel"], strict=True)]
     return out
 
 
