@@ -229,6 +229,11 @@ class Drift:
     sd: float
     span: float
 
+    def describe(self) -> str:
+        """The drift in words, as the run's output and the report state it."""
+        return (f"the machine's speed moved ±{self.sd * 100:.1f}% between the {self.rounds} "
+                f"rounds (slowest {self.span:.2f}× the fastest)")
+
 
 #: Round effects this spread (relative) or more make a run's levels hard to compare with
 #: another run's; below it, the machine held its speed through the run.

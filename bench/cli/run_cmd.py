@@ -142,10 +142,7 @@ class ProgressObserver:
         self.progress.advance(self.task)
         if record.status == "ok":
             return
-        most = int(record.settings.get("max_repeats") or 1) \
-            if record.settings.get("repeats") == "auto" else int(record.settings.get("repeats")
-                                                                 or 1)
-        of = f" (worker {record.repeat + 1})" if most > 1 else ""
+        of = f" (worker {record.repeat + 1})" if (record.most_workers or 1) > 1 else ""
         say(_status(record.status), f" {record.name}{of}{_node(record)}  {describe(record)}")
 
     def case_decided(self, record: Record) -> None:
@@ -178,8 +175,7 @@ def drift_line(records: list[Record]) -> None:
     drift = run_drift(records)
     if drift is None:
         return
-    moved = (f"the machine's speed moved ±{drift.sd * 100:.1f}% between the {drift.rounds} "
-             f"rounds (slowest {drift.span:.2f}× the fastest)")
+    moved = drift.describe()
     if drift.sd <= STEADY_DRIFT:
         say(f"{moved}: steady")
     else:
@@ -219,9 +215,8 @@ def describe(record: Record) -> str:
     summary = record.summary()
     if summary is None:
         return "ok (no samples)"
-    target = record.settings.get("target_ci")
-    met = "" if not isinstance(target, (int, float)) or summary.ci_rel <= target else (
-        f" (target ±{target * 100:g}% not met)")
+    met = "" if record.target_met(summary) is not False else (
+        f" (target ±{record.settings['target_ci'] * 100:g}% not met)")
     return (f"median {summary.median_ms:.4g} ms ±{summary.ci_rel * 100:.1f}%{met}  "
             f"{interval_basis(summary.workers, summary.between_workers)}, n={summary.n}")
 

@@ -99,17 +99,16 @@ def flatten(record: Record) -> dict[str, Any]:
         row["repeat_cv"] = (statistics.stdev(medians) / statistics.mean(medians)
                             if len(medians) > 1 else None)
         row["samples_ms"] = [s / 1e6 for s in record.samples_ns]
-        target = record.settings.get("target_ci")
+        met = record.target_met(summary)
         row.update({
             "block_size": timing.get("block_size"),
             "first_call_ms": _ms(timing.get("first_call_ns")),
             "warmup_iters": timing.get("warmup_iters"),
             "warmup_ms": _ms(timing.get("warmup_ns")),
             "measure_s": (timing.get("measure_ns") or 0) / 1e9,
-            "target_ci": target,
-            "target_met": (summary.ci_rel <= target if isinstance(target, (int, float))
-                           else timing.get("target_met")),
-            "stop_reason": _stop_reason(record, summary),
+            "target_ci": record.settings.get("target_ci"),
+            "target_met": met if met is not None else timing.get("target_met"),
+            "stop_reason": _stop_reason(record, summary, met),
             "clock": timing.get("clock"),
         })
     row.update(record.metrics)
@@ -126,17 +125,15 @@ def flatten(record: Record) -> dict[str, Any]:
 INFO_COLUMNS = ("telemetry", "profile", "collectors", "cpu_affinity")
 
 
-def _stop_reason(record: Record, summary: Summary) -> str | None:
+def _stop_reason(record: Record, summary: Summary, target_met: bool | None) -> str | None:
     """Why the case stopped measuring: its one worker's reason, or for a case of several
     workers, whether its level reached the target or it ran out of workers or time."""
     if not summary.between_workers:
         return (record.timing or {}).get("stop_reason")
-    target = record.settings.get("target_ci")
-    if isinstance(target, (int, float)) and summary.ci_rel <= target:
+    if target_met:
         return "target_ci"
-    most = record.settings.get("max_repeats") if record.settings.get("repeats") == "auto" \
-        else record.settings.get("repeats")
-    return "repeats" if isinstance(most, int) and summary.workers >= most else "max_time"
+    most = record.most_workers
+    return "repeats" if most is not None and summary.workers >= most else "max_time"
 
 
 def _ms(ns: Any) -> float | None:

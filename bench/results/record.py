@@ -91,6 +91,21 @@ class Record:
         stats = self.summary()
         return (stats.ci_low_ms, stats.ci_high_ms) if stats else None
 
+    @property
+    def most_workers(self) -> int | None:
+        """The most workers the case could get, from its stored settings
+        (`Settings.most_repeats`); None where the record does not say."""
+        settings = self.settings
+        most = settings.get("max_repeats") if settings.get("repeats") == "auto" \
+            else settings.get("repeats")
+        return most if isinstance(most, int) else None
+
+    def target_met(self, summary: Summary) -> bool | None:
+        """Whether the level's interval in `summary` (this record's) reached the case's
+        `target_ci`; None where the record has no target."""
+        target = self.settings.get("target_ci")
+        return summary.ci_rel <= target if isinstance(target, (int, float)) else None
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["warnings"] = list(self.warnings)

@@ -137,20 +137,23 @@ def _timed_metric_levels(records: list[Record]) -> dict[str, float]:
     varies between runs. A rate beside them (`prefill_throughput_items_s`) follows."""
     from bench.stats import level
 
+    if len(records) < 2:
+        return {}
     out: dict[str, float] = {}
-    first = records[0].metrics if records else {}
+    first = records[0].metrics
+    confidence = float(records[0].settings.get("confidence") or 0.95)
     stems = [k.removesuffix("_ci_low_ms") for k in first if k.endswith("_ci_low_ms")]
     for stem in stems:
         values = [r.metrics.get(f"{stem}_ms") for r in records]
-        if len(values) < 2 or not all(isinstance(v, (int, float)) and v > 0 for v in values):
+        timed = [float(v) for v in values if isinstance(v, (int, float)) and v > 0]
+        if len(timed) < len(values):
             continue
-        confidence = float(records[0].settings.get("confidence") or 0.95)
-        case = level([float(v) for v in values if v is not None], confidence)
+        case = level(timed, confidence)
         out.update({f"{stem}_ms": case.value, f"{stem}_ci_low_ms": case.low,
                     f"{stem}_ci_high_ms": case.high})
         rate = first.get(f"{stem}_throughput_items_s")
-        if isinstance(rate, (int, float)) and isinstance(values[0], (int, float)):
-            out[f"{stem}_throughput_items_s"] = float(rate) * float(values[0]) / case.value
+        if isinstance(rate, (int, float)):
+            out[f"{stem}_throughput_items_s"] = float(rate) * timed[0] / case.value
     return out
 
 

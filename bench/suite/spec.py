@@ -78,8 +78,9 @@ class Settings:
     max_samples: Annotated[int, Field(ge=2, le=MAX_COUNT, strict=True)] = 100_000
     #: Whole-case limit (build + warm-up + measuring); past it the worker is killed.
     timeout_s: PositiveFloat = 300.0
-    #: `torch.set_num_threads` in the worker; None: one per measuring CPU — every CPU but
-    #: one, which the parent's samplers get (`bench.env.measuring_cpus`; 1 on two CPUs).
+    #: `torch.set_num_threads` in the worker; None: one per physical core of the measuring
+    #: CPUs — every CPU but one, which the parent's samplers get (`bench.env.auto_threads`;
+    #: 1 on two CPUs).
     threads: Annotated[int, Field(ge=1, le=4096, strict=True)] | None = None
     #: Pin the worker to the measuring CPUs and the parent's sampler threads to the one left.
     pin_cpus: Annotated[bool, Field(strict=True)] = True

@@ -267,9 +267,8 @@ def _drift_html(ok: pd.DataFrame) -> str:
         steady = drift.sd <= STEADY_DRIFT
         verdict = ("steady" if steady else "unsteady: levels from another run may differ by "
                    "more than their intervals; compare within this run or with archbench ab")
-        lines.append(f"<p class=\"{'good' if steady else 'warn'}\">Run {esc(run_id)}: the "
-                     f"machine's speed moved ±{drift.sd * 100:.1f}% between its {drift.rounds} "
-                     f"rounds (slowest {drift.span:.2f}× the fastest) — {esc(verdict)}.</p>")
+        lines.append(f"<p class=\"{'good' if steady else 'warn'}\">Run {esc(run_id)}: "
+                     f"{esc(drift.describe())} — {esc(verdict)}.</p>")
     return "".join(lines)
 
 
