@@ -46,6 +46,11 @@ class Row:
     figure: str = ""
     detail: str = ""
 
+    @classmethod
+    def judged(cls, claim: str, figure: str, problems: list[str]) -> Row:
+        """A claim that passes when no problem was found, else fails naming them all."""
+        return cls(claim, "fail" if problems else "pass", figure, "; ".join(problems))
+
 
 @dataclass(frozen=True)
 class Device:
@@ -229,7 +234,7 @@ def nvml_row(device: Device, run: Run) -> Row:
     figure = (f"{rate:.0f} samples/s; util {util or 0:.0f}%, {power or 0:.0f} W "
               f"(limit {limit_w:.0f}), SM {clock or 0:.0f} MHz (max {max_clock:.0f}), "
               f"{temperature or 0:.0f} C, throttle {m.get('throttle_reasons', '?')}")
-    return Row(claim, "fail" if problems else "pass", figure, "; ".join(problems))
+    return Row.judged(claim, figure, problems)
 
 
 def energy_row(device: Device, run: Run) -> Row:
@@ -252,7 +257,7 @@ def energy_row(device: Device, run: Run) -> Row:
         problems.append("the counter's mean power and the sampled power disagree")
     if not per_item:
         problems.append("no energy per item")
-    return Row(claim, "fail" if problems else "pass", figure, "; ".join(problems))
+    return Row.judged(claim, figure, problems)
 
 
 def _largest(metrics: Mapping[str, Any], prefix: str) -> float | None:
@@ -285,7 +290,7 @@ def memory_row(device: Device, run: Run) -> Row:
         problems.append(f"NVML sees {gib(nvml - reserved)} beyond the allocator's reserve")
     figure = (f"torch max allocated {gib(allocated)} (weights {gib(weights or 0)}), reserved "
               f"{gib(reserved)}; NVML {which} {gib(nvml)}")
-    return Row(claim, "fail" if problems else "pass", figure, "; ".join(problems))
+    return Row.judged(claim, figure, problems)
 
 
 def profile_row(device: Device, run: Run) -> Row:
@@ -474,4 +479,4 @@ def ray_row(device: Device, run: Run, ray_version: str) -> Row:
         elif not visible:
             problems.append(f"{record.name}: Ray assigned no GPU")
     figure = f"Ray {ray_version}: {len(run.records)} cases, CUDA_VISIBLE_DEVICES {', '.join(held)}"
-    return Row(claim, "fail" if problems else "pass", figure, "; ".join(problems))
+    return Row.judged(claim, figure, problems)

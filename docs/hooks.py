@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 MARKER = re.compile(r"^<!-- generated: ([\w-]+) -->$", re.M)
@@ -162,15 +162,22 @@ def prune_table() -> str:
     """The keys of a pruning table."""
     from bench.suite import loader
 
-    schema = loader.PruneEntry.model_json_schema()
-    docs = field_docs(loader.PruneEntry)
+    return "\n".join(keys_table(loader.PruneEntry,
+                                 {"ratio": "a number or a list of numbers"}))
+
+
+def keys_table(model: Any, values: Mapping[str, str]) -> list[str]:
+    """The rows of a table of a suite table's keys: the values each takes (`allowed`, or
+    `values[key]`), its default ("required" without one) and its `#:` comment."""
+    schema = model.model_json_schema()
+    docs = field_docs(model)
     rows = ["| key | values | default | meaning |", "|---|---|---|---|"]
     for name, prop in schema["properties"].items():
-        values = allowed(prop) if name != "ratio" else "a number or a list of numbers"
         default = "required" if name in schema.get("required", []) else \
             toml_value(prop.get("default"))
-        rows.append(f"| `{name}` | {cell(values)} | {cell(default)} | {cell(docs[name])} |")
-    return "\n".join(rows)
+        rows.append(f"| `{name}` | {cell(values.get(name) or allowed(prop))} | {cell(default)} "
+                    f"| {cell(docs[name])} |")
+    return rows
 
 
 def models_table() -> str:
@@ -209,13 +216,7 @@ def decide_table() -> str:
     """The keys of a `[decide]` table, the objectives and the units a constraint may use."""
     from bench.suite import loader, question
 
-    schema = loader.DecideTable.model_json_schema()
-    docs = field_docs(loader.DecideTable)
-    rows = ["| key | values | default | meaning |", "|---|---|---|---|"]
-    for name, prop in schema["properties"].items():
-        values = allowed(prop) if name != "constraints" else "a list of strings"
-        rows.append(f"| `{name}` | {cell(values)} | {toml_value(prop.get('default'))} | "
-                    f"{cell(docs[name])} |")
+    rows = keys_table(loader.DecideTable, {"constraints": "a list of strings"})
     rows += ["", "| objective or short name | column |", "|---|---|"]
     rows += [f"| `{short}` | `{column}` |" for short, column in question.ALIASES.items()]
     rows += ["", "| a metric whose name ends in | takes the units |", "|---|---|"]
